@@ -1,0 +1,832 @@
+"""The four curriculum samplers and the machinery they share.
+
+Every sampler produces, per epoch, one *global stream* of ``num_samples`` dataset indices that does
+not depend on the rank. The stream is planned in blocks of ``refresh_every`` positions; a block's
+plan is a pure function of the seed, the epoch, the block number and the sampler's state at the
+moment the block is planned, and planned blocks are kept for the rest of the epoch. Rank ``r`` of
+``R`` yields stream positions ``r, r + R, r + 2R, ...`` (``torch.utils.data.DistributedSampler``
+semantics, padded by wrapping around to the start of the stream unless ``drop_last``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping, Sized
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from torch.utils.data import Sampler
+
+from ._pacing import Pacing, resolve_pacing
+from ._zpd import relative_difficulty, zpd_probabilities, zpd_weights
+
+__all__ = [
+    "CurriculumSampler",
+    "EasyToHardSampler",
+    "HardToEasySampler",
+    "RandomSampler",
+    "ZPDAdaptiveSampler",
+]
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+_COUNT_MAX = np.iinfo(np.uint16).max
+
+# Stream tags keep the random streams of different purposes independent for one seed.
+_TAG_ORDER, _TAG_TIES, _TAG_BLOCK = 0, 1, 2
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, *key])))
+
+
+def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}.")
+    return int(value)
+
+
+def _num_examples(data_source: Sized | int) -> int:
+    if isinstance(data_source, (int, np.integer)) and not isinstance(data_source, bool):
+        return _positive_int("data_source", data_source)
+    if not hasattr(data_source, "__len__"):
+        raise TypeError(
+            "`data_source` must be a sized dataset or an int (the number of examples), got "
+            f"{type(data_source).__name__}. For an IterableDataset, curriculum ordering is not "
+            "possible: use a map-style dataset."
+        )
+    n = len(data_source)
+    if n < 1:
+        raise ValueError("`data_source` is empty: a sampler needs at least one example.")
+    return n
+
+
+def _check_difficulty(difficulty: npt.ArrayLike, n: int, *, name: str = "difficulty") -> np.ndarray:
+    values = np.asarray(difficulty, dtype=np.float64)
+    if values.ndim != 1 or values.shape[0] != n:
+        raise ValueError(
+            f"`{name}` must hold one number per example: expected shape ({n},), got "
+            f"{values.shape}. Pass an array aligned with the dataset's indices."
+        )
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if bad.size > 10 else "")
+        raise ValueError(
+            f"`{name}` has {bad.size} non-finite value(s) (NaN or inf) at position(s) {shown}. "
+            "Replace them with finite scores (e.g. the maximum for unscorable examples)."
+        )
+    return values
+
+
+class CurriculumSampler(Sampler[int]):
+    """Base class: the global stream, its blocks, sharding, epochs and state.
+
+    Subclasses implement :meth:`_plan_block` and, if they carry state between blocks,
+    :meth:`_extra_state` / :meth:`_load_extra_state`.
+
+    Args:
+        data_source: A sized dataset, or the number of examples ``N``.
+        seed: Seed of the sampler's private random generators.
+        num_samples: Stream length per epoch (default ``N``).
+        refresh_every: Block size: the stream is planned this many positions at a time.
+        num_replicas: Number of processes sharing the stream (``DistributedSampler`` semantics).
+        rank: This process's rank in ``[0, num_replicas)``.
+        drop_last: Drop the tail of the stream instead of padding it to a multiple of
+            ``num_replicas``.
+    """
+
+    #: Keys every state dict carries (subclasses add their own).
+    _STATE_KEYS: ClassVar[tuple[str, ...]] = (
+        "version", "sampler", "num_examples", "num_samples", "num_replicas", "seed", "epoch",
+        "position", "planned",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        data_source: Sized | int,
+        *,
+        seed: int = 0,
+        num_samples: int | None = None,
+        refresh_every: int = 1024,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        self.num_examples = _num_examples(data_source)
+        self.seed = _positive_int("seed", seed, allow_zero=True)
+        self.num_samples = _positive_int(
+            "num_samples", self.num_examples if num_samples is None else num_samples
+        )
+        self.refresh_every = min(_positive_int("refresh_every", refresh_every), self.num_samples)
+        self.num_replicas = _positive_int("num_replicas", num_replicas)
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
+            raise ValueError(f"`rank` must be an int, got {rank!r}.")
+        if not 0 <= rank < self.num_replicas:
+            raise ValueError(
+                f"`rank` must be in [0, num_replicas={self.num_replicas}), got {rank}."
+            )
+        self.rank = int(rank)
+        self.drop_last = bool(drop_last)
+        if self.drop_last:
+            self._per_rank = self.num_samples // self.num_replicas
+        else:
+            self._per_rank = math.ceil(self.num_samples / self.num_replicas)
+        if self._per_rank == 0:
+            raise ValueError(
+                f"With drop_last=True, num_samples={self.num_samples} < num_replicas="
+                f"{self.num_replicas} leaves every rank empty: set drop_last=False or raise "
+                "num_samples."
+            )
+        self._epoch = 0
+        self._position = 0  # this rank's yielded count within the epoch
+        self._resume_from = 0
+        self._blocks: list[np.ndarray] = []
+        self.strict_planning = False
+
+    # ----------------------------------------------------------------- the Sampler protocol
+    def __len__(self) -> int:
+        return self._per_rank
+
+    def __iter__(self) -> Iterator[int]:
+        start, self._resume_from = self._resume_from, 0
+        self._position = start
+        stride, total, size = self.num_replicas, self.num_samples, self.refresh_every
+        j = start
+        while j < self._per_rank:
+            pos = (self.rank + j * stride) % total
+            block, offset = divmod(pos, size)
+            plan = self._block(block)
+            # yield this rank's positions that fall into the block, in one go
+            count = min(self._per_rank - j, (len(plan) - offset + stride - 1) // stride)
+            for index in plan[offset : offset + count * stride : stride].tolist():
+                self._position += 1
+                yield index
+            j += count
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch; a new epoch starts a new stream (same epoch: nothing changes).
+
+        Args:
+            epoch: Epoch number (``>= 0``).
+        """
+        epoch = _positive_int("epoch", epoch, allow_zero=True)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._position = self._resume_from = 0
+            self._blocks = []
+            self._on_new_epoch()
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch."""
+        return self._epoch
+
+    # ----------------------------------------------------------------- planning
+    @property
+    def num_blocks(self) -> int:
+        """Number of blocks in one epoch's stream."""
+        return math.ceil(self.num_samples / self.refresh_every)
+
+    @property
+    def planned_until(self) -> int:
+        """Stream positions ``[0, planned_until)`` of this epoch are planned and fixed."""
+        return min(len(self._blocks) * self.refresh_every, self.num_samples)
+
+    def plan_until(self, position: int) -> None:
+        """Plan every block that starts before stream ``position`` in this epoch, now.
+
+        Callers that feed losses (the Trainer callbacks) plan at fixed points of training so the
+        plans do not depend on when a data loader happens to ask.
+
+        Args:
+            position: A global stream position (clipped to the epoch's length).
+        """
+        last = min(math.ceil(max(position, 0) / self.refresh_every), self.num_blocks)
+        while len(self._blocks) < last:
+            self._plan_next()
+
+    def _block(self, block: int) -> np.ndarray:
+        if block >= len(self._blocks) and self.strict_planning:
+            raise RuntimeError(
+                f"The data loader asked for stream position {block * self.refresh_every} of "
+                f"epoch {self._epoch} before training reached the point where it is planned "
+                f"(planned up to {self.planned_until}). The loader runs further ahead than the "
+                "callback's look-ahead: raise the callback's `plan_ahead` (or lower "
+                "dataloader_prefetch_factor / dataloader_num_workers)."
+            )
+        while len(self._blocks) <= block:
+            self._plan_next()
+        return self._blocks[block]
+
+    def _plan_next(self) -> None:
+        block = len(self._blocks)
+        start = block * self.refresh_every
+        length = min(self.refresh_every, self.num_samples - start)
+        plan = self._plan_block(block, start, length)
+        self._blocks.append(plan.astype(np.int64 if self.num_examples > 2**31 - 1 else np.int32))
+
+    def _plan_block(self, block: int, start: int, length: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _on_new_epoch(self) -> None:
+        """Hook for subclasses that reset per-epoch state."""
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler's full state, enough to continue the stream exactly.
+
+        Loading it into a sampler built with the same arguments continues where this one stopped.
+
+        Returns:
+            A dict of plain values and numpy arrays (see ``_STATE_KEYS``).
+        """
+        planned = (
+            np.concatenate(self._blocks) if self._blocks else np.empty(0, dtype=np.int32)
+        )
+        state = {
+            "version": STATE_VERSION,
+            "sampler": type(self).__name__,
+            "num_examples": self.num_examples,
+            "num_samples": self.num_samples,
+            "num_replicas": self.num_replicas,
+            "seed": self.seed,
+            "epoch": self._epoch,
+            "position": self._position,
+            "planned": planned,
+        }
+        state.update(self._extra_state())
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`; the next iteration continues from it.
+
+        Args:
+            state: A state dict from a sampler of the same class built on the same data.
+
+        Raises:
+            ValueError: If the state is from another class, data size, stream length, world size
+                or version, or is missing keys.
+        """
+        self._validate_state(state)
+        self._epoch = int(state["epoch"])
+        self._position = self._resume_from = int(state["position"])
+        planned = np.asarray(state["planned"])
+        size = self.refresh_every
+        self._blocks = [planned[i : i + size].copy() for i in range(0, planned.size, size)]
+        self._load_extra_state(state)
+
+    def rewind(self) -> None:
+        """Make the next iteration start from the beginning of the current epoch's stream.
+
+        The stream already planned is kept, so the replay is identical: this is what a Trainer
+        resuming mid-epoch needs (it replays the epoch and skips the batches already trained).
+        """
+        self._position = self._resume_from = 0
+
+    def _validate_state(self, state: Mapping[str, Any]) -> None:
+        missing = [k for k in self._STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(
+                f"Not a {type(self).__name__} state dict: missing key(s) {missing}. Pass the "
+                "dict returned by state_dict()."
+            )
+        if state["version"] != STATE_VERSION:
+            raise ValueError(
+                f"Sampler state version {state['version']!r} is not supported (this version of "
+                f"zpd-curriculum reads version {STATE_VERSION})."
+            )
+        mine = {
+            "sampler": type(self).__name__,
+            "num_examples": self.num_examples,
+            "num_samples": self.num_samples,
+            "num_replicas": self.num_replicas,
+        }
+        for key, value in mine.items():
+            if state[key] != value:
+                raise ValueError(
+                    f"Cannot load a state saved with {key}={state[key]!r} into a sampler with "
+                    f"{key}={value!r}. Build the sampler with the same class, dataset, "
+                    "num_samples and num_replicas as the one that saved the state."
+                )
+        if state["seed"] != self.seed:
+            logger.warning(
+                "Loading sampler state saved with seed=%s into a sampler with seed=%s: the "
+                "continuation follows the saved seed's plan only for blocks already planned.",
+                state["seed"],
+                self.seed,
+            )
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Restore subclass state (the base keys are already validated and loaded)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(num_examples={self.num_examples}, num_samples="
+            f"{self.num_samples}, seed={self.seed}, epoch={self._epoch}, rank={self.rank}/"
+            f"{self.num_replicas})"
+        )
+
+
+class RandomSampler(CurriculumSampler):
+    """Uniform random order: each epoch a fresh permutation of the data (the control condition).
+
+    When ``num_samples > N`` the stream continues with further independent permutations, so no
+    example repeats before every example has been drawn.
+
+    Args:
+        data_source: A sized dataset, or the number of examples ``N``.
+        seed: Seed of the sampler's private generator.
+        num_samples: Stream length per epoch (default ``N``).
+        refresh_every: Block size (affects only how the stream is computed, not its content).
+        num_replicas: Number of processes sharing the stream.
+        rank: This process's rank.
+        drop_last: Drop the stream's tail instead of padding it.
+
+    Examples:
+        >>> sampler = RandomSampler(6, seed=0)
+        >>> sorted(sampler)
+        [0, 1, 2, 3, 4, 5]
+        >>> list(sampler) == list(RandomSampler(6, seed=0))
+        True
+    """
+
+    def __init__(
+        self,
+        data_source: Sized | int,
+        *,
+        seed: int = 0,
+        num_samples: int | None = None,
+        refresh_every: int = 1024,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(
+            data_source,
+            seed=seed,
+            num_samples=num_samples,
+            refresh_every=refresh_every,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+        )
+        self._cycle: tuple[int, np.ndarray] | None = None
+
+    def _permutation(self, cycle: int) -> np.ndarray:
+        if self._cycle is None or self._cycle[0] != cycle:
+            perm = _rng(self.seed, _TAG_ORDER, self._epoch, cycle).permutation(self.num_examples)
+            self._cycle = (cycle, perm)
+        return self._cycle[1]
+
+    def _on_new_epoch(self) -> None:
+        self._cycle = None
+
+    def _plan_block(self, block: int, start: int, length: int) -> np.ndarray:
+        n = self.num_examples
+        parts = []
+        pos, end = start, start + length
+        while pos < end:
+            cycle, offset = divmod(pos, n)
+            take = min(end - pos, n - offset)
+            parts.append(self._permutation(cycle)[offset : offset + take])
+            pos += take
+        return np.concatenate(parts)
+
+
+class EasyToHardSampler(CurriculumSampler):
+    """Easiest examples first, admitting harder ones as training progresses (competence pacing).
+
+    At progress ``p`` (fraction of ``total_samples`` drawn) the eligible pool is the easiest
+    ``ceil(c(p) N)`` examples, where ``c`` is the pacing function. Draws are uniform over the pool
+    and avoid repeats until every pool member has been drawn (or the epoch ends); the pool is
+    re-read at the start of every block of ``refresh_every`` draws. ``pacing="sorted"`` is a strict
+    single pass in difficulty order instead. Ties in difficulty are broken by a seeded random
+    permutation.
+
+    Args:
+        data_source: A sized dataset, or the number of examples ``N``.
+        difficulty: One finite number per example; higher means harder.
+        pacing: ``"linear"``, ``"root"``, ``"geometric"``, ``"step"``, ``"sorted"`` or a callable
+            ``progress -> competence`` (non-decreasing, values in ``(0, 1]``).
+        start: Competence at progress 0 (fraction of the data eligible at first).
+        full_at: Progress at which the whole dataset is eligible.
+        total_samples: Planned number of draws over all of training, across epochs and ranks
+            (default: one epoch, ``num_samples``). The Trainer callbacks set it from
+            ``max_steps``.
+        power: Root degree for ``pacing="root"``.
+        num_steps: Number of increments for ``pacing="step"``.
+        seed: Seed of the sampler's private generators.
+        num_samples: Stream length per epoch (default ``N``).
+        refresh_every: Block size: the pool is re-read every this many draws.
+        num_replicas: Number of processes sharing the stream.
+        rank: This process's rank.
+        drop_last: Drop the stream's tail instead of padding it.
+
+    Examples:
+        >>> sampler = EasyToHardSampler(8, difficulty=[7, 6, 5, 4, 3, 2, 1, 0], pacing="sorted")
+        >>> list(sampler)
+        [7, 6, 5, 4, 3, 2, 1, 0]
+        >>> sampler = EasyToHardSampler(100, difficulty=range(100), start=0.1, refresh_every=10)
+        >>> max(list(sampler)[:10]) < 10  # the first block comes from the easiest 10%
+        True
+    """
+
+    def __init__(
+        self,
+        data_source: Sized | int,
+        *,
+        difficulty: npt.ArrayLike,
+        pacing: Pacing = "linear",
+        start: float = 0.2,
+        full_at: float = 0.8,
+        total_samples: int | None = None,
+        power: float = 2.0,
+        num_steps: int = 4,
+        seed: int = 0,
+        num_samples: int | None = None,
+        refresh_every: int = 1024,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(
+            data_source,
+            seed=seed,
+            num_samples=num_samples,
+            refresh_every=refresh_every,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+        )
+        self.difficulty = _check_difficulty(difficulty, self.num_examples)
+        self.pacing = pacing
+        self._pacing_fn = resolve_pacing(
+            pacing, start=start, full_at=full_at, power=power, num_steps=num_steps
+        )
+        self.total_samples = _positive_int(
+            "total_samples", self.num_samples if total_samples is None else total_samples
+        )
+        ties = _rng(self.seed, _TAG_TIES).permutation(self.num_examples)
+        #: Dataset indices from easiest to hardest.
+        self.order = ties[np.argsort(self.difficulty[ties], kind="stable")]
+        self._used = np.zeros(self.num_examples, dtype=bool)  # by difficulty rank
+
+    def competence_at(self, position: int) -> float:
+        """Competence at stream ``position`` of the current epoch (1 for ``pacing="sorted"``).
+
+        Args:
+            position: A global stream position within the epoch.
+
+        Returns:
+            The eligible fraction of the data at that point.
+        """
+        if self._pacing_fn is None:
+            return 1.0
+        drawn = self._epoch * self.num_samples + position
+        return self._pacing_fn(min(drawn / self.total_samples, 1.0))
+
+    def _on_new_epoch(self) -> None:
+        self._used[:] = False
+
+    def _plan_block(self, block: int, start: int, length: int) -> np.ndarray:
+        n = self.num_examples
+        if self._pacing_fn is None:  # strict sorted pass, cycling if num_samples > N
+            return self.order[np.arange(start, start + length) % n]
+        pool = min(n, max(1, math.ceil(self.competence_at(start) * n)))
+        rng = _rng(self.seed, _TAG_BLOCK, self._epoch, block)
+        picks, need = [], length
+        while need:
+            free = np.flatnonzero(~self._used[:pool])
+            if free.size == 0:  # the whole pool has been drawn: start a new cycle over it
+                self._used[:pool] = False
+                continue
+            take = min(need, free.size)
+            chosen = free[rng.choice(free.size, size=take, replace=False)]
+            self._used[chosen] = True
+            picks.append(chosen)
+            need -= take
+        return self.order[np.concatenate(picks)]
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"used": np.packbits(self._used)}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if "used" not in state:
+            raise ValueError(f"Not a {type(self).__name__} state dict: missing key 'used'.")
+        self._used = np.unpackbits(np.asarray(state["used"]), count=self.num_examples).astype(bool)
+
+
+class HardToEasySampler(EasyToHardSampler):
+    """Hardest examples first: exactly :class:`EasyToHardSampler` on negated difficulty.
+
+    Args:
+        data_source: A sized dataset, or the number of examples ``N``.
+        difficulty: One finite number per example; higher means harder.
+        **kwargs: Every other option of :class:`EasyToHardSampler`.
+
+    Examples:
+        >>> list(HardToEasySampler(4, difficulty=[0, 1, 2, 3], pacing="sorted"))
+        [3, 2, 1, 0]
+    """
+
+    def __init__(
+        self, data_source: Sized | int, *, difficulty: npt.ArrayLike, **kwargs: Any
+    ) -> None:
+        n = _num_examples(data_source)
+        super().__init__(
+            data_source, difficulty=-_check_difficulty(difficulty, n), **kwargs
+        )
+        self.difficulty = -self.difficulty  # report difficulty as given (higher = harder)
+
+
+class ZPDAdaptiveSampler(CurriculumSampler):
+    """Favour the zone of proximal development: examples neither mastered nor out of reach.
+
+    The sampler keeps a per-example loss table fed by :meth:`update` (the Trainer callback feeds
+    it from the training forward; custom loops call it themselves): an exponential moving average
+    of each example's token-mean loss (the first observation initialises it), an observation count
+    and the step of the last observation. Competence is an exponential moving average of the
+    batch-mean loss. Every ``refresh_every`` draws it recomputes probabilities from the
+    staleness-corrected table (see :func:`zpd_curriculum.zpd_probabilities`) and draws the next
+    block without repeats. Until ``warmup`` of the examples have been observed it samples uniformly.
+
+    Args:
+        data_source: A sized dataset, or the number of examples ``N``.
+        difficulty: Optional prior difficulty per example (higher = harder), used to place
+            unseen examples: they get the observed relative loss at their difficulty percentile.
+        center: Band centre on the log loss-ratio axis (``log(loss / competence)``).
+        width: Band width (standard deviation) on that axis.
+        floor: Exploration floor: every example keeps probability at least ``floor / N``.
+        warmup: Fraction of examples that must have been observed before the band is used.
+        loss_momentum: EMA momentum of an example's stored loss (0 keeps only the latest).
+        competence_momentum: EMA momentum of the competence per update.
+        seed: Seed of the sampler's private generators.
+        num_samples: Stream length per epoch (default ``N``).
+        refresh_every: Block size: probabilities are recomputed every this many draws.
+        num_replicas: Number of processes sharing the stream.
+        rank: This process's rank.
+        drop_last: Drop the stream's tail instead of padding it.
+
+    Examples:
+        >>> sampler = ZPDAdaptiveSampler(4, warmup=0.5, floor=0.0, refresh_every=4)
+        >>> sampler.update([0, 1, 2, 3], [0.1, 1.0, 1.3, 9.0])
+        >>> round(sampler.competence, 2)  # the first update's mean loss
+        2.85
+        >>> int(np.argmax(sampler.probabilities()))  # loss 9.0 sits nearest the band centre
+        3
+        >>> sorted(sampler)
+        [0, 1, 2, 3]
+    """
+
+    def __init__(
+        self,
+        data_source: Sized | int,
+        *,
+        difficulty: npt.ArrayLike | None = None,
+        center: float = 0.25,
+        width: float = 0.5,
+        floor: float = 0.1,
+        warmup: float = 0.05,
+        loss_momentum: float = 0.5,
+        competence_momentum: float = 0.9,
+        seed: int = 0,
+        num_samples: int | None = None,
+        refresh_every: int = 1024,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(
+            data_source,
+            seed=seed,
+            num_samples=num_samples,
+            refresh_every=refresh_every,
+            num_replicas=num_replicas,
+            rank=rank,
+            drop_last=drop_last,
+        )
+        n = self.num_examples
+        for name, value, low_open in (
+            ("width", width, True),
+            ("floor", floor, False),
+            ("warmup", warmup, False),
+            ("loss_momentum", loss_momentum, False),
+            ("competence_momentum", competence_momentum, False),
+        ):
+            ok = (value > 0 if low_open else value >= 0) and (name == "width" or value <= 1)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and ok):
+                bound = "> 0" if name == "width" else "in [0, 1]"
+                raise ValueError(f"`{name}` must be a finite number {bound}, got {value!r}.")
+        if not (isinstance(center, (int, float)) and math.isfinite(center)):
+            raise ValueError(f"`center` must be a finite number, got {center!r}.")
+        self.center, self.width, self.floor = float(center), float(width), float(floor)
+        self.warmup, self.loss_momentum = float(warmup), float(loss_momentum)
+        self.competence_momentum = float(competence_momentum)
+        self.refresh_every = min(self.refresh_every, n)  # a block never repeats an index
+        self._prior: np.ndarray | None = None
+        if difficulty is not None:
+            d = _check_difficulty(difficulty, n)
+            ranks = np.empty(n, dtype=np.float64)
+            ranks[np.argsort(d, kind="stable")] = np.arange(n)
+            self._prior = (ranks / max(n - 1, 1)).astype(np.float16)
+        self._ema = np.full(n, np.nan, dtype=np.float32)
+        self._count = np.zeros(n, dtype=np.uint16)
+        self._last = np.full(n, -1, dtype=np.int32)
+        self._history: list[float] = []  # competence after each update
+        self._competence = math.nan
+        self._num_observed = 0
+        self._num_nonfinite = 0
+
+    # ------------------------------------------------------------- the loss table
+    def update(self, indices: npt.ArrayLike, losses: npt.ArrayLike) -> None:
+        """Record one step's observed per-example losses.
+
+        Each call is one step: it moves the competence and stamps the examples with the step.
+        Non-finite losses are skipped and counted (:attr:`num_nonfinite`), never stored. An index
+        that appears several times is applied in order.
+
+        Args:
+            indices: Dataset indices, shape ``(k,)``.
+            losses: Token-mean loss of each, shape ``(k,)``.
+
+        Raises:
+            ValueError: If the shapes differ or an index is outside ``[0, N)``.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        loss = np.asarray(losses, dtype=np.float64).reshape(-1)
+        if idx.shape != loss.shape:
+            raise ValueError(
+                f"`indices` and `losses` must have the same length, got {idx.size} and "
+                f"{loss.size}."
+            )
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_examples):
+            raise ValueError(
+                f"`indices` must be in [0, {self.num_examples}); got values from {idx.min()} "
+                f"to {idx.max()}. Indices refer to positions in the sampler's dataset."
+            )
+        with np.errstate(over="ignore"):  # a loss beyond float32's range counts as non-finite
+            loss = loss.astype(np.float32)
+        finite = np.isfinite(loss)
+        self._num_nonfinite += int(idx.size - finite.sum())
+        idx, loss = idx[finite], loss[finite]
+        if loss.size:
+            mean = float(loss.mean(dtype=np.float64))
+            c = self._competence
+            m = self.competence_momentum
+            self._competence = mean if math.isnan(c) else m * c + (1.0 - m) * mean
+        step = len(self._history)
+        self._history.append(self._competence)
+        # apply repeated indices in order: round k takes each index's k-th occurrence
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        first = np.r_[True, sorted_idx[1:] != sorted_idx[:-1]] if idx.size else np.empty(0, bool)
+        group_start = np.maximum.accumulate(np.where(first, np.arange(idx.size), 0))
+        occurrence = np.empty(idx.size, dtype=np.int64)
+        occurrence[order] = np.arange(idx.size) - group_start
+        beta = np.float32(self.loss_momentum)
+        for k in range(int(occurrence.max()) + 1 if idx.size else 0):
+            sel = occurrence == k
+            i, v = idx[sel], loss[sel]
+            old = self._ema[i]
+            self._ema[i] = np.where(np.isnan(old), v, beta * old + (1 - beta) * v)
+            self._num_observed += int((self._count[i] == 0).sum())
+            self._count[i] = np.minimum(self._count[i].astype(np.int64) + 1, _COUNT_MAX)
+            self._last[i] = step
+
+    @property
+    def example_losses(self) -> np.ndarray:
+        """Stored (EMA) loss per example, float32, NaN where never observed (a copy)."""
+        return self._ema.copy()
+
+    @property
+    def observation_counts(self) -> np.ndarray:
+        """Observations per example (saturating at 65535), a copy."""
+        return self._count.copy()
+
+    @property
+    def last_observed(self) -> np.ndarray:
+        """Step of each example's last observation (``-1`` if never), a copy."""
+        return self._last.copy()
+
+    @property
+    def competence(self) -> float:
+        """Running estimate of the loss the model currently achieves (NaN before any update)."""
+        return self._competence
+
+    @property
+    def num_observed(self) -> int:
+        """Number of distinct examples observed at least once."""
+        return self._num_observed
+
+    @property
+    def num_nonfinite(self) -> int:
+        """Number of non-finite losses skipped by :meth:`update`."""
+        return self._num_nonfinite
+
+    @property
+    def num_updates(self) -> int:
+        """Number of :meth:`update` calls (steps) so far."""
+        return len(self._history)
+
+    @property
+    def in_warmup(self) -> bool:
+        """Whether sampling is still uniform (too few examples observed)."""
+        return math.isnan(self._competence) or (
+            self._num_observed < self.warmup * self.num_examples
+        )
+
+    def relative_difficulty(self) -> np.ndarray:
+        """Staleness-corrected ``log(estimated loss / competence)`` per example (float32)."""
+        history = np.asarray(self._history, dtype=np.float32)
+        then = history[self._last] if history.size else self._ema  # unseen rows are NaN anyway
+        return relative_difficulty(self._ema, then, prior_percentile=self._prior)
+
+    def probabilities(self) -> np.ndarray:
+        """Sampling probabilities the next block would be drawn from (sums to 1).
+
+        Returns:
+            Uniform during warm-up, else the ZPD band with the exploration floor.
+        """
+        if self.in_warmup:
+            return np.full(self.num_examples, 1.0 / self.num_examples)
+        return zpd_probabilities(
+            self.relative_difficulty(), center=self.center, width=self.width, floor=self.floor
+        )
+
+    # ------------------------------------------------------------- planning
+    def _plan_block(self, block: int, start: int, length: int) -> np.ndarray:
+        rng = _rng(self.seed, _TAG_BLOCK, self._epoch, block)
+        n = self.num_examples
+        if self.in_warmup:
+            return rng.choice(n, size=length, replace=False)
+        weights = zpd_weights(self.relative_difficulty(), center=self.center, width=self.width)
+        cumulative = np.cumsum(weights, dtype=np.float64)
+        total = cumulative[-1]
+        floor = self.floor if total > 0 else 1.0  # every weight underflowed: uniform
+        # Successive sampling without replacement (each draw from the renormalised remaining
+        # probabilities) is exactly: draw with replacement from p, keep first occurrences.
+        # p = (1 - floor) w / sum(w) + floor / N is a mixture: a uniform draw with probability
+        # `floor`, else a draw proportional to w by inverse CDF.
+        drawn = np.empty(0, dtype=np.int64)
+        for _ in range(4):
+            m = 2 * length + 64
+            uniform = rng.integers(0, n, size=m)
+            targets = rng.random(m) * total
+            order = np.argsort(targets)  # sorted needles make the binary searches cache-friendly
+            by_weight = np.empty(m, dtype=np.int64)
+            by_weight[order] = np.searchsorted(cumulative, targets[order], side="right")
+            draws = np.where(rng.random(m) < floor, uniform, np.minimum(by_weight, n - 1))
+            drawn = np.concatenate([drawn, draws])
+            _, first = np.unique(drawn, return_index=True)
+            drawn = drawn[np.sort(first)]
+            if drawn.size >= length:
+                return drawn[:length]
+        # Mass concentrated on fewer examples than the block needs: finish the draw over the
+        # examples not yet drawn with exponential keys E_i / p_i (Efraimidis & Spirakis 2006),
+        # which continues the same successive sampling exactly.
+        need = length - drawn.size
+        p = weights.astype(np.float64) * ((1.0 - floor) / total if total > 0 else 0.0) + floor / n
+        with np.errstate(divide="ignore"):
+            keys = rng.standard_exponential(n) / p
+        keys[drawn] = np.inf
+        rest = np.argpartition(keys, need - 1)[:need]
+        rest = rest[np.argsort(keys[rest], kind="stable")]
+        return np.concatenate([drawn, rest])
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "ema": self._ema.copy(),
+            "count": self._count.copy(),
+            "last": self._last.copy(),
+            "history": np.asarray(self._history, dtype=np.float64),
+            "competence": self._competence,
+            "num_observed": self._num_observed,
+            "num_nonfinite": self._num_nonfinite,
+        }
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        keys = ("ema", "count", "last", "history", "competence", "num_observed", "num_nonfinite")
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise ValueError(f"Not a ZPDAdaptiveSampler state dict: missing key(s) {missing}.")
+        n = self.num_examples
+        ema = np.asarray(state["ema"], dtype=np.float32)
+        if ema.shape != (n,):
+            raise ValueError(f"State table has {ema.shape[0]} rows, the sampler has {n}.")
+        self._ema = ema.copy()
+        self._count = np.asarray(state["count"], dtype=np.uint16).copy()
+        self._last = np.asarray(state["last"], dtype=np.int32).copy()
+        self._history = [float(x) for x in np.asarray(state["history"], dtype=np.float64)]
+        self._competence = float(state["competence"])
+        self._num_observed = int(state["num_observed"])
+        self._num_nonfinite = int(state["num_nonfinite"])
+
+
+SamplerFactory = Callable[..., CurriculumSampler]

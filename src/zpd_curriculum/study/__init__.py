@@ -1,0 +1,1 @@
+"""Tools to reproduce the curriculum-order study (install the ``study`` extra)."""
