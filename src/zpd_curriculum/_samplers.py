@@ -209,6 +209,33 @@ class CurriculumSampler(Sampler[int]):
         while len(self._blocks) < last:
             self._plan_next()
 
+    def indices_at(self, start: int, stop: int) -> np.ndarray:
+        """Dataset indices this rank yields (or yielded) at its positions ``[start, stop)``.
+
+        The positions count this rank's yields within the current epoch; they must already be
+        planned (a data loader that asked for them made sure of that).
+
+        Args:
+            start: First per-rank position.
+            stop: One past the last per-rank position (clipped to ``len(self)``).
+
+        Returns:
+            An int64 array of dataset indices.
+        """
+        j = np.arange(max(start, 0), min(stop, self._per_rank), dtype=np.int64)
+        pos = (self.rank + j * self.num_replicas) % self.num_samples
+        block, offset = np.divmod(pos, self.refresh_every)
+        if block.size and block.max() >= len(self._blocks):
+            raise RuntimeError(
+                f"Positions [{start}, {stop}) of epoch {self._epoch} were never planned: the "
+                "sampler did not yield them in this epoch."
+            )
+        out = np.empty(j.size, dtype=np.int64)
+        for b in np.unique(block):
+            sel = block == b
+            out[sel] = self._blocks[b][offset[sel]]
+        return out
+
     def _block(self, block: int) -> np.ndarray:
         if block >= len(self._blocks) and self.strict_planning:
             raise RuntimeError(
@@ -704,6 +731,17 @@ class ZPDAdaptiveSampler(CurriculumSampler):
     def example_losses(self) -> np.ndarray:
         """Stored (EMA) loss per example, float32, NaN where never observed (a copy)."""
         return self._ema.copy()
+
+    def example_losses_at(self, indices: npt.ArrayLike) -> np.ndarray:
+        """Stored losses of some examples (NaN where never observed), without copying the table.
+
+        Args:
+            indices: Dataset indices.
+
+        Returns:
+            A float32 array, one value per index.
+        """
+        return self._ema[np.asarray(indices, dtype=np.int64)]
 
     @property
     def observation_counts(self) -> np.ndarray:

@@ -1,1 +1,78 @@
-"""Tools to reproduce the curriculum-order study (install the ``study`` extra)."""
+"""Tools to reproduce the curriculum-order study (install the ``study`` extra).
+
+Data and prompts (:mod:`._data`), statistics on scipy (:mod:`._stats`) and reports
+(:mod:`._report`).
+"""
+
+from ._data import (
+    ADDITION_INSTRUCTION,
+    FIXTURE_PATH,
+    IGNORE_INDEX,
+    PROMPT_TEMPLATES,
+    PromptTemplate,
+    UnusableExampleError,
+    build_char_tokenizer,
+    collect_chars,
+    evaluate_addition,
+    exact_match,
+    format_example,
+    greedy_generate,
+    load_instruction_jsonl,
+    make_addition_rows,
+    make_addition_splits,
+    make_tiny_llama,
+    normalize_row,
+    tokenize_example,
+    tokenize_rows,
+)
+from ._report import plot_results, render_markdown
+from ._stats import (
+    MDE,
+    Comparison,
+    Interaction,
+    StudyAnalysis,
+    Summary,
+    adjust_pvalues,
+    analyze,
+    compare,
+    describe,
+    interaction_test,
+    minimum_detectable_effect,
+    power,
+)
+
+__all__ = [
+    "ADDITION_INSTRUCTION",
+    "FIXTURE_PATH",
+    "IGNORE_INDEX",
+    "MDE",
+    "PROMPT_TEMPLATES",
+    "Comparison",
+    "Interaction",
+    "PromptTemplate",
+    "StudyAnalysis",
+    "Summary",
+    "UnusableExampleError",
+    "adjust_pvalues",
+    "analyze",
+    "build_char_tokenizer",
+    "collect_chars",
+    "compare",
+    "describe",
+    "evaluate_addition",
+    "exact_match",
+    "format_example",
+    "greedy_generate",
+    "interaction_test",
+    "load_instruction_jsonl",
+    "make_addition_rows",
+    "make_addition_splits",
+    "make_tiny_llama",
+    "minimum_detectable_effect",
+    "normalize_row",
+    "plot_results",
+    "power",
+    "render_markdown",
+    "tokenize_example",
+    "tokenize_rows",
+]

@@ -1,0 +1,737 @@
+"""Trainer callbacks: curriculum order and per-example losses on an unmodified ``Trainer``.
+
+``Trainer(..., callbacks=[ZPDAdaptiveCallback()])`` is all a user writes. At ``on_train_begin``
+the callback builds its sampler and puts it inside the Trainer's own data loader (the torch
+``BatchSampler`` re-reads its ``sampler`` at every iteration), so the number of steps per epoch is
+unchanged. A forward hook on the model reads each training micro-batch's per-example losses from
+the training forward itself; they are credited to dataset indices by position: micro-batch ``m``
+of an epoch holds the sampler's positions ``[m * batch_size, (m + 1) * batch_size)``, and the
+micro-batch counter advances on the Trainer's ``on_substep_end`` / ``on_step_end`` events. Losses
+are committed to the sampler once per optimizer step (one device sync per step), and the ZPD
+sampler plans its next blocks right then, at fixed points of training, far enough ahead of the
+data loader's look-ahead that plans never depend on when a loader worker happens to ask.
+
+Exactness is checked at run time: every ``check_every`` optimizer steps the tokens of one row of
+the batch are compared with the dataset row they are credited to, and a mismatch stops training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, IterableDataset
+from transformers import TrainerCallback
+from transformers.trainer_callback import CallbackHandler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from ._losses import UnobservableLossError, check_loss_observable, per_example_from_forward
+from ._samplers import (
+    CurriculumSampler,
+    EasyToHardSampler,
+    HardToEasySampler,
+    RandomSampler,
+    ZPDAdaptiveSampler,
+)
+from ._scoring import dataset_fingerprint, load_or_score
+from ._zpd import effective_sample_size
+
+__all__ = [
+    "STATE_FILE",
+    "CurriculumCallback",
+    "EasyToHardCallback",
+    "HardToEasyCallback",
+    "RandomCallback",
+    "ZPDAdaptiveCallback",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the side file each checkpoint directory gets.
+STATE_FILE = "zpd_curriculum_state.npz"
+_CACHE_DIR = "zpd_curriculum_cache"
+
+
+class CurriculumCallback(TrainerCallback):
+    """Base class of the four callbacks: sampler swap, loss capture, checkpoints and logging.
+
+    Args:
+        difficulty: Where difficulty comes from: an array (one number per example of the
+            Trainer's training dataset, higher = harder), a dataset column name, ``"length"``
+            (tokens in ``input_ids``), ``"loss"`` (a no-grad scoring pass with the initial model,
+            cached under ``output_dir``), or ``None``.
+        seed: Sampler seed (default: ``args.data_seed``, else ``args.seed``).
+        refresh_every: Sampler block size (default: ``N // 16`` clipped to
+            ``[batch_size * gradient_accumulation_steps, 1024]``).
+        plan_ahead: Micro-batches the ZPD plan is kept ahead of training (default: twice the data
+            loader's largest possible look-ahead).
+        check_every: Every this many optimizer steps, verify that a trained row's tokens match
+            the dataset row it is credited to (0 disables the check).
+        strict_resume: When resuming from a checkpoint without this callback's state file, raise
+            (default) instead of starting a fresh curriculum.
+        track_losses: Also read per-example losses from the training forward for a strategy that
+            does not need them, to keep per-example loss statistics (see
+            :meth:`loss_statistics`), e.g. for a data map. ZPDAdaptive always reads them.
+        **sampler_options: Passed to the sampler (e.g. ``pacing=`` or ``center=``).
+    """
+
+    sampler_class: ClassVar[type[CurriculumSampler]]
+    #: Whether the strategy consumes per-example losses (only ZPDAdaptive does).
+    uses_losses: ClassVar[bool] = False
+    #: Whether the strategy needs a difficulty (EasyToHard / HardToEasy).
+    needs_difficulty: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        difficulty: Any = None,
+        seed: int | None = None,
+        refresh_every: int | None = None,
+        plan_ahead: int | None = None,
+        check_every: int = 25,
+        strict_resume: bool = True,
+        track_losses: bool = False,
+        **sampler_options: Any,
+    ) -> None:
+        if self.needs_difficulty and difficulty is None:
+            raise ValueError(
+                f"{type(self).__name__} needs a difficulty: pass difficulty='loss' (the default), "
+                "'length', a dataset column name, or an array with one number per example."
+            )
+        if not (isinstance(check_every, int) and check_every >= 0):
+            raise ValueError(f"`check_every` must be an int >= 0, got {check_every!r}.")
+        if plan_ahead is not None and not (isinstance(plan_ahead, int) and plan_ahead >= 1):
+            raise ValueError(f"`plan_ahead` must be an int >= 1 or None, got {plan_ahead!r}.")
+        self.difficulty_source = difficulty
+        self.seed = seed
+        self.refresh_every = refresh_every
+        self.plan_ahead = plan_ahead
+        self.check_every = check_every
+        self.strict_resume = strict_resume
+        self.track_losses = bool(track_losses) or self.uses_losses
+        self.sampler_options = sampler_options
+        #: The active sampler, set at ``on_train_begin``.
+        self.sampler: CurriculumSampler | None = None
+        #: Difficulty per example used by the sampler and the metrics (``None`` if none).
+        self.difficulty: np.ndarray | None = None
+        self._hook: Any = None
+        self._reset_run_state()
+
+    # ------------------------------------------------------------------ set-up
+    def _reset_run_state(self) -> None:
+        self._pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self._check: tuple[int, int, torch.Tensor] | None = None
+        self._check_now = False
+        self._micro = 0
+        self._committed_micro = 0
+        self._skip_first = 0
+        self._next_epoch = 0
+        self._trained: np.ndarray | None = None
+        self._percentile: np.ndarray | None = None
+        self._since_log: list[np.ndarray] = []  # indices trained since the last log
+        self._loss_stats: np.ndarray | None = None  # (3, N): count, mean, M2 (Welford)
+        self._drawn_losses: list[np.ndarray] = []  # ZPD: stored losses of drawn examples
+        self._cost = [0.0, 0]  # seconds inside the callback, optimizer steps
+        self._warned: set[str] = set()
+
+    def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
+        """Build the sampler, put it in the Trainer's data loader, hook the model, resume."""
+        self._remove_hook()
+        self._reset_run_state()
+        trainer_frame = _find_trainer_frame()
+        if getattr(args, "world_size", 1) > 1:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not support multi-process training yet "
+                f"(world_size={args.world_size}): each process would draw its own order. Train "
+                "on one process for now."
+            )
+        if train_dataloader is None or model is None:
+            raise RuntimeError(
+                f"{type(self).__name__} needs the Trainer's `train_dataloader` and `model` in "
+                "on_train_begin; add it with Trainer(callbacks=[...])."
+            )
+        batch_sampler = _inner_batch_sampler(train_dataloader)
+        dataset = train_dataloader.dataset
+        old = batch_sampler.sampler
+        if type(old).__name__ == "LengthGroupedSampler":
+            logger.warning(
+                "train_sampling_strategy='group_by_length' is replaced by the %s curriculum: "
+                "batches are no longer grouped by length (more padding per batch).",
+                type(self).__name__,
+            )
+        if self.track_losses:
+            check_loss_observable(args)
+        self._batch_size = int(batch_sampler.batch_size)
+        ga = int(args.gradient_accumulation_steps)
+        steps_per_epoch = max(len(train_dataloader) // ga + int(len(train_dataloader) % ga > 0), 1)
+        n = len(dataset)
+        seed = self.seed
+        if seed is None:
+            seed = args.data_seed if getattr(args, "data_seed", None) is not None else args.seed
+        self.difficulty = _resolve_difficulty(
+            self.difficulty_source,
+            dataset=dataset,
+            model=model,
+            collate_fn=train_dataloader.collate_fn,
+            args=args,
+        )
+        refresh = self.refresh_every or min(max(n // 16, self._batch_size * ga), 1024)
+        self.sampler = self._build_sampler(
+            n,
+            seed=int(seed),
+            num_samples=len(old),
+            refresh_every=refresh,
+            total_samples=max(int(state.max_steps), 1) * ga * self._batch_size,
+        )
+        self._dataset = dataset
+        self._fingerprint = dataset_fingerprint(dataset)
+        self._trained = np.zeros(n, dtype=bool)
+        if self.track_losses:
+            self._loss_stats = np.zeros((3, n), dtype=np.float64)
+        if self.difficulty is not None:
+            ranks = np.empty(n)
+            ranks[np.argsort(self.difficulty, kind="stable")] = np.arange(n)
+            self._percentile = (ranks / max(n - 1, 1)).astype(np.float32)
+        self._next_epoch = int(state.global_step) // steps_per_epoch
+        if state.global_step > 0:
+            resume_from = trainer_frame.get("resume_from_checkpoint") if trainer_frame else None
+            self._resume(args, state, resume_from)
+            if not args.ignore_data_skip:
+                self._skip_first = (int(state.global_step) % steps_per_epoch) * ga
+        lead = 2 * ga + 2 + (args.dataloader_prefetch_factor or 2) * args.dataloader_num_workers
+        self._plan_ahead = self.plan_ahead or 2 * lead + 2
+        if isinstance(self.sampler, ZPDAdaptiveSampler):
+            self.sampler.strict_planning = True
+        batch_sampler.sampler = self.sampler
+        self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)
+        _run_first_on_log(self, trainer_frame)
+
+    def _build_sampler(self, n: int, **common: Any) -> CurriculumSampler:
+        common.pop("total_samples")
+        return self.sampler_class(n, **common, **self.sampler_options)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        """Select the epoch and plan its first blocks before the data loader starts."""
+        if self.sampler is None:
+            return
+        self.sampler.set_epoch(self._next_epoch)
+        self._next_epoch += 1
+        self._micro = self._committed_micro = self._skip_first
+        self._skip_first = 0
+        self._plan()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        """Decide whether this optimizer step runs the attribution self-check."""
+        self._check_now = self.check_every > 0 and state.global_step % self.check_every == 0
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        """A micro-batch without an optimizer step has finished."""
+        self._micro += 1
+
+    def on_step_end(self, args, state, control, **kwargs):
+        """Commit the step's losses, track what was trained, plan ahead."""
+        if self.sampler is None:
+            return
+        start = time.perf_counter()
+        self._micro += 1
+        self._commit()
+        self._plan()
+        self._cost[0] += time.perf_counter() - start
+        self._cost[1] += 1
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        """Add ``curriculum/*`` metrics to the Trainer's training logs."""
+        if self.sampler is None or logs is None or "loss" not in logs:
+            return
+        metrics = self.metrics()
+        logs.update(metrics)
+        history = state.log_history
+        if history and history[-1].get("step") == state.global_step and "loss" in history[-1]:
+            history[-1].update(metrics)
+
+    def on_save(self, args, state, control, **kwargs):
+        """Write the sampler's state into the checkpoint directory (atomically, on rank 0)."""
+        if self.sampler is None or not state.is_world_process_zero:
+            return
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if not os.path.isdir(folder):
+            logger.warning("Checkpoint folder %s not found: curriculum state not saved.", folder)
+            return
+        meta = {
+            "callback": type(self).__name__,
+            "dataset_fingerprint": self._fingerprint,
+            "global_step": int(state.global_step),
+        }
+        _save_state(os.path.join(folder, STATE_FILE), self.sampler.state_dict(), meta)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        """Remove the forward hook."""
+        self._remove_hook()
+
+    # ------------------------------------------------------------------ losses
+    def _on_forward(self, module, args, kwargs, output):
+        if not (module.training and torch.is_grad_enabled()) or self.sampler is None:
+            return
+        start = time.perf_counter()
+        m = self._micro
+        lo, hi = m * self._batch_size, min((m + 1) * self._batch_size, len(self.sampler))
+        if self._pending and self._pending[-1][0] == m:
+            if "repeat" not in self._warned:
+                self._warned.add("repeat")
+                logger.warning(
+                    "More than one training forward ran for one micro-batch; per-example losses "
+                    "are taken from the first."
+                )
+            return
+        if self.track_losses:
+            try:
+                sums, counts = per_example_from_forward(kwargs, output, num_examples=hi - lo)
+            except UnobservableLossError:
+                self._remove_hook()
+                raise
+            if sums.shape[0] != hi - lo:
+                raise RuntimeError(
+                    f"Micro-batch {m} has {sums.shape[0]} examples but the sampler put {hi - lo} "
+                    "in it: per-example losses cannot be attributed. This happens when a data "
+                    "collator drops or adds rows; use a collator that keeps one row per example."
+                )
+            self._pending.append((m, sums.detach(), counts.detach()))
+        if self._check_now and self._check is None and "input_ids" in kwargs:
+            row = m % max(hi - lo, 1)
+            self._check = (m, row, _row_tokens(kwargs, row))
+        self._cost[0] += time.perf_counter() - start
+
+    def _commit(self) -> None:
+        lo, hi = self._committed_micro * self._batch_size, self._micro * self._batch_size
+        self._committed_micro = self._micro
+        trained = self.sampler.indices_at(lo, hi)
+        if trained.size == 0:
+            return
+        self._trained[trained] = True
+        self._since_log.append(trained)
+        if self._check is not None:
+            m, row, tokens = self._check
+            self._check = None
+            index = int(self.sampler.indices_at(m * self._batch_size + row,
+                                                m * self._batch_size + row + 1)[0])
+            _verify_row(self._dataset, index, tokens.cpu(), micro=m)
+        if not self._pending:
+            return
+        micro = [m for m, _, _ in self._pending]
+        sums = torch.cat([s for _, s, _ in self._pending]).float().cpu().numpy()
+        counts = torch.cat([c for _, _, c in self._pending]).cpu().numpy()
+        self._pending = []
+        indices = np.concatenate(
+            [self.sampler.indices_at(m * self._batch_size, (m + 1) * self._batch_size)
+             for m in micro]
+        )  # fmt: skip
+        with np.errstate(invalid="ignore", divide="ignore"):
+            losses = sums / counts
+        self._accumulate(indices, losses)
+        self._update(indices, losses)
+
+    def _accumulate(self, indices: np.ndarray, losses: np.ndarray) -> None:
+        stats = self._loss_stats
+        for i, x in zip(indices.tolist(), losses.tolist(), strict=True):  # one step's rows
+            if not np.isfinite(x):
+                continue
+            stats[0, i] += 1
+            delta = x - stats[1, i]
+            stats[1, i] += delta / stats[0, i]
+            stats[2, i] += delta * (x - stats[1, i])
+
+    def loss_statistics(self) -> dict[str, np.ndarray]:
+        """Per-example statistics of the training-forward losses seen so far.
+
+        Available when losses are read (``track_losses=True``, or ZPDAdaptive). With epochs as
+        the unit, mean against standard deviation is a data map (Swayamdipta et al., "Dataset
+        Cartography", EMNLP 2020).
+
+        Returns:
+            ``count``, ``mean`` and ``std`` (population; NaN where fewer than one observation).
+
+        Raises:
+            RuntimeError: If losses are not being read.
+        """
+        if self._loss_stats is None:
+            raise RuntimeError(
+                f"{type(self).__name__} does not read losses: pass track_losses=True."
+            )
+        count, mean, m2 = self._loss_stats
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return {
+                "count": count.astype(np.int64),
+                "mean": np.where(count > 0, mean, np.nan),
+                "std": np.where(count > 0, np.sqrt(m2 / count), np.nan),
+            }
+
+    def _update(self, indices: np.ndarray, losses: np.ndarray) -> None:
+        """Feed one optimizer step's per-example losses to the strategy (ZPD only)."""
+
+    def _plan(self) -> None:
+        """Plan the stream ahead of the data loader (only the ZPD plan depends on losses)."""
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> dict[str, float]:
+        """The ``curriculum/*`` metrics since the last call (what ``on_log`` adds).
+
+        Returns:
+            ``competence``, ``difficulty_percentile`` (mean over examples trained since the last
+            log; with a difficulty), ``coverage`` (fraction of examples trained, or observed for
+            ZPD), ``effective_sample_size`` of the current draw distribution, and
+            ``callback_ms_per_step``.
+        """
+        out = {"curriculum/competence": self._competence()}
+        if self._since_log:
+            percentiles = self._difficulty_percentiles(np.concatenate(self._since_log))
+            if percentiles is not None:
+                out["curriculum/difficulty_percentile"] = float(np.mean(percentiles))
+        self._since_log = []
+        out["curriculum/coverage"] = self._coverage()
+        out["curriculum/effective_sample_size"] = self._effective_sample_size()
+        seconds, steps = self._cost
+        if steps:
+            out["curriculum/callback_ms_per_step"] = 1000.0 * seconds / steps
+        self._cost = [0.0, 0]
+        return {k: float(v) for k, v in out.items()}
+
+    def _difficulty_percentiles(self, indices: np.ndarray) -> np.ndarray | None:
+        return None if self._percentile is None else self._percentile[indices]
+
+    def _competence(self) -> float:
+        return 1.0
+
+    def _coverage(self) -> float:
+        return float(self._trained.mean())
+
+    def _effective_sample_size(self) -> float:
+        return float(self.sampler.num_examples)
+
+    # ------------------------------------------------------------------ resume
+    def _resume(self, args, state, resume_from: Any) -> None:
+        candidates = []
+        if isinstance(resume_from, (str, os.PathLike)):
+            candidates.append(os.fspath(resume_from))
+        candidates.append(
+            os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        )
+        path = next(
+            (os.path.join(c, STATE_FILE) for c in candidates
+             if os.path.isfile(os.path.join(c, STATE_FILE))),
+            None,
+        )  # fmt: skip
+        if path is None:
+            message = (
+                f"Resuming at step {state.global_step}, but no {STATE_FILE} was found in "
+                f"{candidates}: the checkpoint was saved without {type(self).__name__}, so the "
+                "curriculum cannot continue exactly. Resume from a checkpoint saved with this "
+                "callback, or pass strict_resume=False to start a fresh curriculum."
+            )
+            if self.strict_resume:
+                raise FileNotFoundError(message)
+            logger.warning(message)
+            return
+        sampler_state, meta = _load_state(path)
+        if meta.get("dataset_fingerprint") != self._fingerprint:
+            raise ValueError(
+                f"{path} was saved while training on another dataset (fingerprint "
+                f"{meta.get('dataset_fingerprint')!r}, now {self._fingerprint!r}). Resume with "
+                "the training dataset the checkpoint was made with."
+            )
+        if meta.get("callback") != type(self).__name__:
+            raise ValueError(
+                f"{path} was saved by {meta.get('callback')}, not {type(self).__name__}: resume "
+                "with the same curriculum callback."
+            )
+        self.sampler.load_state_dict(sampler_state)
+        self.sampler.rewind()  # the Trainer replays the epoch and skips what was trained
+
+    def _remove_hook(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+
+class RandomCallback(CurriculumCallback):
+    """Uniform random order (the control), with the same bookkeeping as the curricula.
+
+    Args:
+        difficulty: Optional, for the ``curriculum/difficulty_percentile`` metric only.
+        **kwargs: See :class:`CurriculumCallback`.
+
+    Examples:
+        >>> callback = RandomCallback()
+        >>> callback.sampler is None  # built at on_train_begin
+        True
+    """
+
+    sampler_class = RandomSampler
+
+
+class EasyToHardCallback(CurriculumCallback):
+    """Easy-to-hard curriculum: see :class:`zpd_curriculum.EasyToHardSampler`.
+
+    The pacing spans the run: ``total_samples`` is ``max_steps x batch x accumulation``.
+
+    Args:
+        difficulty: Difficulty source (default ``"loss"``: scored with the initial model).
+        **kwargs: See :class:`CurriculumCallback`; sampler options such as ``pacing``,
+            ``start`` and ``full_at`` pass through.
+
+    Examples:
+        >>> EasyToHardCallback(pacing="root", start=0.1).sampler_options
+        {'pacing': 'root', 'start': 0.1}
+    """
+
+    sampler_class = EasyToHardSampler
+    needs_difficulty = True
+
+    def __init__(self, *, difficulty: Any = "loss", **kwargs: Any) -> None:
+        super().__init__(difficulty=difficulty, **kwargs)
+
+    def _build_sampler(self, n: int, **common: Any) -> CurriculumSampler:
+        total = common.pop("total_samples")
+        options = {"total_samples": total, **self.sampler_options}
+        return self.sampler_class(n, difficulty=self.difficulty, **common, **options)
+
+    def _competence(self) -> float:
+        sampler = self.sampler
+        return sampler.competence_at(min(self._micro * self._batch_size, sampler.num_samples))
+
+    def _effective_sample_size(self) -> float:
+        return self._competence() * self.sampler.num_examples
+
+
+class HardToEasyCallback(EasyToHardCallback):
+    """Hard-to-easy order: see :class:`zpd_curriculum.HardToEasySampler`.
+
+    Args:
+        difficulty: Difficulty source (default ``"loss"``); higher means harder.
+        **kwargs: See :class:`EasyToHardCallback`.
+    """
+
+    sampler_class = HardToEasySampler
+
+
+class ZPDAdaptiveCallback(CurriculumCallback):
+    """ZPD-adaptive order from live per-example losses of the training forward.
+
+    Args:
+        difficulty: Optional prior for unseen examples (default ``None``).
+        **kwargs: See :class:`CurriculumCallback`; sampler options such as ``center``,
+            ``width``, ``floor`` and ``warmup`` pass through.
+
+    Examples:
+        >>> callback = ZPDAdaptiveCallback(center=0.3)
+        >>> callback.uses_losses, callback.sampler_options
+        (True, {'center': 0.3})
+    """
+
+    sampler_class = ZPDAdaptiveSampler
+    uses_losses = True
+
+    def _build_sampler(self, n: int, **common: Any) -> CurriculumSampler:
+        common.pop("total_samples")
+        return ZPDAdaptiveSampler(
+            n, difficulty=self.difficulty, **common, **self.sampler_options
+        )
+
+    def _update(self, indices: np.ndarray, losses: np.ndarray) -> None:
+        if self._percentile is None:
+            self._drawn_losses.append(self.sampler.example_losses_at(indices))
+        self.sampler.update(indices, losses)
+
+    def _plan(self) -> None:
+        self.sampler.plan_until((self._micro + self._plan_ahead) * self._batch_size)
+
+    def _difficulty_percentiles(self, indices: np.ndarray) -> np.ndarray | None:
+        if self._percentile is not None:
+            return self._percentile[indices]
+        # No difficulty given: where the drawn examples' stored losses, as they were when drawn
+        # (before the step updated them), sit among the table's observed losses now.
+        values = np.concatenate(self._drawn_losses) if self._drawn_losses else np.empty(0)
+        self._drawn_losses = []
+        values = values[np.isfinite(values)]
+        table = self.sampler.example_losses
+        observed = table[np.isfinite(table)]
+        if observed.size < 2 or values.size == 0:
+            return None
+        grid = np.linspace(0.0, 1.0, 101)
+        return np.interp(values, np.quantile(observed, grid), grid)
+
+    def _competence(self) -> float:
+        return self.sampler.competence
+
+    def _coverage(self) -> float:
+        return self.sampler.num_observed / self.sampler.num_examples
+
+    def _effective_sample_size(self) -> float:
+        return effective_sample_size(self.sampler.probabilities())
+
+
+# ---------------------------------------------------------------------- helpers
+def _inner_batch_sampler(dataloader: Any) -> BatchSampler:
+    """The torch ``BatchSampler`` whose ``.sampler`` decides the order."""
+    batch_sampler = getattr(dataloader, "batch_sampler", None)
+    if type(batch_sampler).__name__ == "BatchRebalanceSampler":
+        raise ValueError(
+            "train_sampling_strategy='batch_rebalance' builds its own batches, so a curriculum "
+            "cannot set the order. Use train_sampling_strategy='random' (the default) with a "
+            "curriculum callback."
+        )
+    inner = getattr(batch_sampler, "batch_sampler", None)  # accelerate's BatchSamplerShard
+    if inner is not None:
+        batch_sampler = inner
+    if not isinstance(batch_sampler, BatchSampler) or not hasattr(batch_sampler, "sampler"):
+        raise TypeError(
+            "The training data loader has no map-style BatchSampler to reorder (got "
+            f"{type(batch_sampler).__name__}). Curriculum ordering needs a map-style dataset with "
+            "__len__ and __getitem__; an IterableDataset streams in its own order."
+        )
+    dataset = getattr(dataloader, "dataset", None)
+    if isinstance(dataset, IterableDataset) or not hasattr(batch_sampler.sampler, "__len__"):
+        raise TypeError(
+            f"The training dataset is an IterableDataset ({type(dataset).__name__}): it streams in "
+            "its own order, so there is no order to curriculum. Use a map-style dataset (e.g. "
+            "datasets.Dataset rather than IterableDataset, or `.to_iterable_dataset()` not called)."
+        )
+    return batch_sampler
+
+
+def _find_trainer_frame(max_depth: int = 12) -> dict[str, Any] | None:
+    """Locals of the Trainer's ``_inner_training_loop`` frame, if it is on the stack."""
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "_inner_training_loop":
+            return frame.f_locals
+        frame = frame.f_back
+    return None
+
+
+def _run_first_on_log(callback: CurriculumCallback, trainer_frame: Mapping | None) -> None:
+    """Move the callback to the front of the Trainer's callback list.
+
+    Integrations (TensorBoard, W&B) are registered before user callbacks, so a metric added in
+    ``on_log`` would reach them only if this callback runs first. The move keeps the iteration
+    in progress intact: every callback after this one is still called exactly once.
+    """
+    trainer = trainer_frame.get("self") if trainer_frame else None
+    handler = getattr(trainer, "callback_handler", None)
+    if not isinstance(handler, CallbackHandler) or callback not in handler.callbacks:
+        logger.warning(
+            "Could not find the Trainer's callback handler: curriculum metrics will reach "
+            "state.log_history but maybe not report_to integrations."
+        )
+        return
+    handler.callbacks.remove(callback)
+    handler.callbacks.insert(0, callback)
+
+
+def _resolve_difficulty(spec: Any, *, dataset: Any, model: Any, collate_fn: Any, args: Any):
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec == "loss":
+            cache = os.path.join(args.output_dir, _CACHE_DIR)
+            return load_or_score(
+                model,
+                dataset,
+                cache,
+                batch_size=args.per_device_eval_batch_size,
+                data_collator=collate_fn,
+                show_progress=not args.disable_tqdm,
+                desc="zpd-curriculum: scoring difficulty",
+            )
+        if spec == "length":
+            return np.asarray([len(row["input_ids"]) for row in _rows(dataset)], dtype=np.float64)
+        columns = getattr(dataset, "column_names", None) or []
+        if spec in columns:
+            return np.asarray(dataset[spec], dtype=np.float64)
+        raise ValueError(
+            f"difficulty={spec!r} is neither 'loss', 'length' nor a column of the training "
+            f"dataset (columns: {columns}). Note that the Trainer drops columns the model does "
+            "not take unless remove_unused_columns=False."
+        )
+    values = np.asarray(spec, dtype=np.float64)
+    if values.shape != (len(dataset),):
+        raise ValueError(
+            f"difficulty has shape {values.shape}, but the Trainer's training dataset has "
+            f"{len(dataset)} rows: pass one number per row of trainer.train_dataset (after any "
+            "processing the trainer does, e.g. TRL's)."
+        )
+    return values
+
+
+def _rows(dataset: Any):
+    for i in range(len(dataset)):
+        yield dataset[i]
+
+
+def _row_tokens(kwargs: Mapping[str, Any], row: int) -> torch.Tensor:
+    """The real (unpadded) token ids of one example of a training batch, on its device."""
+    ids = kwargs["input_ids"]
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is not None:
+        return ids.reshape(-1)[cu[row] : cu[row + 1]].detach().clone()
+    mask = kwargs.get("attention_mask")
+    if ids.shape[0] == 1 and mask is None and kwargs.get("position_ids") is not None:
+        starts = torch.nonzero(kwargs["position_ids"].reshape(-1) == 0).reshape(-1)
+        bounds = torch.cat([starts, starts.new_tensor([ids.numel()])])
+        return ids.reshape(-1)[bounds[row] : bounds[row + 1]].detach().clone()
+    tokens = ids[row]
+    if mask is not None and mask.dim() == 2:
+        tokens = tokens[mask[row].bool()]
+    return tokens.detach().clone()
+
+
+def _verify_row(dataset: Any, index: int, tokens: torch.Tensor, *, micro: int) -> None:
+    row = dataset[index]
+    if not isinstance(row, Mapping) or "input_ids" not in row:
+        return
+    expected = torch.as_tensor(row["input_ids"]).reshape(-1).tolist()
+    seen = tokens.reshape(-1).tolist()
+    if not seen or seen != expected[: len(seen)]:
+        raise RuntimeError(
+            f"zpd-curriculum self-check failed: micro-batch {micro} holds tokens "
+            f"{seen[:12]}... but is credited to dataset row {index} whose input_ids start "
+            f"{expected[:12]}. Per-example losses would be misattributed, so training stops. "
+            "Something reorders or replaces the Trainer's batches (a custom sampler or data "
+            "loader, a collator that reorders rows); please report it with your Trainer setup."
+        )
+
+
+def _save_state(path: str, state: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    arrays = {f"state.{k}": np.asarray(v) for k, v in state.items()}
+    arrays["meta"] = np.asarray(json.dumps(dict(meta)))
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".zpd-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _load_state(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        state = {}
+        for key in data.files:
+            if key.startswith("state."):
+                value = data[key]
+                state[key[len("state.") :]] = value.item() if value.ndim == 0 else value
+    return state, meta
+
