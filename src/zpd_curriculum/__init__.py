@@ -14,10 +14,10 @@ from ._samplers import (
     EasyToHardSampler,
     HardToEasySampler,
     RandomSampler,
-    ZPDAdaptiveSampler,
 )
 from ._scoring import score_examples
 from ._zpd import effective_sample_size, relative_difficulty, zpd_probabilities, zpd_weights
+from ._zpd_sampler import ZPDAdaptiveSampler
 
 __version__ = "0.1.0.dev0"
 

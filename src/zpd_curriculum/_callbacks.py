@@ -39,10 +39,10 @@ from ._samplers import (
     EasyToHardSampler,
     HardToEasySampler,
     RandomSampler,
-    ZPDAdaptiveSampler,
 )
 from ._scoring import dataset_fingerprint, load_or_score
 from ._zpd import effective_sample_size
+from ._zpd_sampler import ZPDAdaptiveSampler
 
 __all__ = [
     "STATE_FILE",
