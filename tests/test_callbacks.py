@@ -167,6 +167,28 @@ def test_resume_mid_epoch_is_exact(tmp_path, name, workers):
         assert state["competence"] == full_state["competence"]
 
 
+@pytest.mark.parametrize("name", ["easy_to_hard", "zpd_adaptive"])
+def test_resume_keeps_the_difficulty_scored_by_the_initial_model(tmp_path, name):
+    """difficulty="loss" scores the initial model; a resumed run must not rescore the trained one."""
+    make = {
+        "easy_to_hard": lambda: EasyToHardCallback(),  # default difficulty="loss"
+        "zpd_adaptive": lambda: ZPDAdaptiveCallback(difficulty="loss", warmup=0.1),
+    }[name]
+    kw = {"save_strategy": "steps", "save_steps": 8}
+    full_cb = make()
+    model = tiny_llama(0)
+    full_rec = Recorder(model)
+    make_trainer(tmp_path / "full", [full_cb], model=model, **kw).train()
+
+    callback = make()
+    model = tiny_llama(0)
+    recorder = Recorder(model)
+    resumed = make_trainer(tmp_path / "resumed", [callback], model=model, **kw)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-8"))
+    np.testing.assert_array_equal(callback.difficulty, full_cb.difficulty)
+    assert recorder.indices == full_rec.indices[8 * 4 :]  # into epoch 1: a freshly planned epoch
+
+
 def test_resume_from_another_dataset_is_refused(tmp_path):
     kw = {"save_strategy": "steps", "save_steps": 5}
     train_and_record(tmp_path / "a", "zpd_adaptive", **kw)
@@ -278,11 +300,13 @@ def test_easy_to_hard_metrics_show_rising_difficulty(tmp_path):
 
 
 def test_loss_difficulty_is_scored_once_and_cached(tmp_path, monkeypatch):
-    import zpd_curriculum._scoring as scoring
+    import zpd_curriculum._callbacks as callbacks
 
     calls = []
-    real = scoring.score_examples
-    monkeypatch.setattr(scoring, "score_examples", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = callbacks.score_examples
+    monkeypatch.setattr(
+        callbacks, "score_examples", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     for _run in range(2):
         callback = EasyToHardCallback()  # difficulty="loss"
         trainer = make_trainer(tmp_path, [callback], max_steps=2)

@@ -40,7 +40,13 @@ from ._samplers import (
     HardToEasySampler,
     RandomSampler,
 )
-from ._scoring import dataset_fingerprint, load_or_score
+from ._scoring import (
+    dataset_fingerprint,
+    read_score_cache,
+    score_cache_path,
+    score_examples,
+    write_score_cache,
+)
 from ._zpd import effective_sample_size
 from ._zpd_sampler import ZPDAdaptiveSampler
 
@@ -147,18 +153,16 @@ class CurriculumCallback(TrainerCallback):
         self._remove_hook()
         self._reset_run_state()
         trainer_frame = _find_trainer_frame()
-        if getattr(args, "world_size", 1) > 1:
-            raise NotImplementedError(
-                f"{type(self).__name__} does not support multi-process training yet "
-                f"(world_size={args.world_size}): each process would draw its own order. Train "
-                "on one process for now."
-            )
         if train_dataloader is None or model is None:
             raise RuntimeError(
                 f"{type(self).__name__} needs the Trainer's `train_dataloader` and `model` in "
                 "on_train_begin; add it with Trainer(callbacks=[...])."
             )
+        self._world, self._rank = int(args.world_size), int(args.process_index)
+        steps_before = len(train_dataloader)
         batch_sampler = _inner_batch_sampler(train_dataloader)
+        if self._world > 1:
+            _own_the_sharding(train_dataloader)
         dataset = train_dataloader.dataset
         old = batch_sampler.sampler
         if type(old).__name__ == "LengthGroupedSampler":
@@ -176,23 +180,35 @@ class CurriculumCallback(TrainerCallback):
         seed = self.seed
         if seed is None:
             seed = args.data_seed if getattr(args, "data_seed", None) is not None else args.seed
-        self.difficulty = _resolve_difficulty(
-            self.difficulty_source,
-            dataset=dataset,
-            model=model,
-            collate_fn=train_dataloader.collate_fn,
-            args=args,
-        )
-        refresh = self.refresh_every or min(max(n // 16, self._batch_size * ga), 1024)
+        self._dataset = dataset
+        self._fingerprint = dataset_fingerprint(dataset)
+        saved = None
+        if state.global_step > 0:
+            resume_from = trainer_frame.get("resume_from_checkpoint") if trainer_frame else None
+            saved = self._saved_state(args, state, resume_from)
+        if saved is not None and "difficulty" in saved[2]:
+            # the difficulty the run started with (a "loss" score of the *initial* model)
+            self.difficulty = saved[2]["difficulty"]
+        else:
+            self.difficulty = _resolve_difficulty(
+                self.difficulty_source,
+                dataset=dataset,
+                model=model,
+                collate_fn=train_dataloader.collate_fn,
+                args=args,
+            )
+        global_batch = self._batch_size * ga * self._world
+        refresh = self.refresh_every or min(max(n // 16, global_batch), 1024)
         self.sampler = self._build_sampler(
             n,
             seed=int(seed),
             num_samples=len(old),
             refresh_every=refresh,
-            total_samples=max(int(state.max_steps), 1) * ga * self._batch_size,
+            num_replicas=self._world,
+            rank=self._rank,
+            drop_last=bool(batch_sampler.drop_last),
+            total_samples=max(int(state.max_steps), 1) * global_batch,
         )
-        self._dataset = dataset
-        self._fingerprint = dataset_fingerprint(dataset)
         self._trained = np.zeros(n, dtype=bool)
         if self.track_losses:
             self._loss_stats = np.zeros((3, n), dtype=np.float64)
@@ -201,16 +217,22 @@ class CurriculumCallback(TrainerCallback):
             ranks[np.argsort(self.difficulty, kind="stable")] = np.arange(n)
             self._percentile = (ranks / max(n - 1, 1)).astype(np.float32)
         self._next_epoch = int(state.global_step) // steps_per_epoch
-        if state.global_step > 0:
-            resume_from = trainer_frame.get("resume_from_checkpoint") if trainer_frame else None
-            self._resume(args, state, resume_from)
-            if not args.ignore_data_skip:
-                self._skip_first = (int(state.global_step) % steps_per_epoch) * ga
+        if saved is not None:
+            self.sampler.load_state_dict(saved[0])
+            self.sampler.rewind()  # the Trainer replays the epoch and skips what was trained
+        if state.global_step > 0 and not args.ignore_data_skip:
+            self._skip_first = (int(state.global_step) % steps_per_epoch) * ga
         lead = 2 * ga + 2 + (args.dataloader_prefetch_factor or 2) * args.dataloader_num_workers
         self._plan_ahead = self.plan_ahead or 2 * lead + 2
         if isinstance(self.sampler, ZPDAdaptiveSampler):
             self.sampler.strict_planning = True
         batch_sampler.sampler = self.sampler
+        if len(train_dataloader) != steps_before:
+            raise RuntimeError(
+                f"The curriculum changed the data loader's length from {steps_before} to "
+                f"{len(train_dataloader)} batches, which would break the Trainer's step schedule. "
+                "Please report this with your TrainingArguments."
+            )
         self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)
         _run_first_on_log(self, trainer_frame)
 
@@ -270,7 +292,8 @@ class CurriculumCallback(TrainerCallback):
             "dataset_fingerprint": self._fingerprint,
             "global_step": int(state.global_step),
         }
-        _save_state(os.path.join(folder, STATE_FILE), self.sampler.state_dict(), meta)
+        extra = {} if self.difficulty is None else {"difficulty": self.difficulty}
+        _save_state(os.path.join(folder, STATE_FILE), self.sampler.state_dict(), meta, extra)
 
     def on_train_end(self, args, state, control, **kwargs):
         """Remove the forward hook."""
@@ -312,7 +335,10 @@ class CurriculumCallback(TrainerCallback):
     def _commit(self) -> None:
         lo, hi = self._committed_micro * self._batch_size, self._micro * self._batch_size
         self._committed_micro = self._micro
-        trained = self.sampler.indices_at(lo, hi)
+        # what every rank trained this step, in rank order (all ranks share one global plan)
+        trained = np.concatenate(
+            [self.sampler.indices_at(lo, hi, rank=r) for r in range(self._world)]
+        )
         if trained.size == 0:
             return
         self._trained[trained] = True
@@ -326,13 +352,22 @@ class CurriculumCallback(TrainerCallback):
         if not self._pending:
             return
         micro = [m for m, _, _ in self._pending]
-        sums = torch.cat([s for _, s, _ in self._pending]).float().cpu().numpy()
-        counts = torch.cat([c for _, _, c in self._pending]).cpu().numpy()
-        self._pending = []
-        indices = np.concatenate(
-            [self.sampler.indices_at(m * self._batch_size, (m + 1) * self._batch_size)
-             for m in micro]
+        local = torch.stack(
+            [torch.cat([s for _, s, _ in self._pending]).float(),
+             torch.cat([c for _, _, c in self._pending]).float()]
         )  # fmt: skip
+        self._pending = []
+        sums, counts = _gather_ranks(local, self._world).cpu().numpy()  # one sync per step
+        bs = self._batch_size
+        indices = np.concatenate(
+            [self.sampler.indices_at(m * bs, (m + 1) * bs, rank=r)
+             for r in range(self._world) for m in micro]
+        )  # fmt: skip
+        if indices.size != sums.size:
+            raise RuntimeError(
+                f"{sums.size} per-example losses arrived for {indices.size} trained examples: "
+                "some micro-batch was not seen by the forward hook. Please report this setup."
+            )
         with np.errstate(invalid="ignore", divide="ignore"):
             losses = sums / counts
         self._accumulate(indices, losses)
@@ -416,7 +451,8 @@ class CurriculumCallback(TrainerCallback):
         return float(self.sampler.num_examples)
 
     # ------------------------------------------------------------------ resume
-    def _resume(self, args, state, resume_from: Any) -> None:
+    def _saved_state(self, args, state, resume_from: Any):
+        """The checkpoint's ``(sampler_state, meta, extra)``, validated, or ``None``."""
         candidates = []
         if isinstance(resume_from, (str, os.PathLike)):
             candidates.append(os.fspath(resume_from))
@@ -438,8 +474,8 @@ class CurriculumCallback(TrainerCallback):
             if self.strict_resume:
                 raise FileNotFoundError(message)
             logger.warning(message)
-            return
-        sampler_state, meta = _load_state(path)
+            return None
+        sampler_state, meta, extra = _load_state(path)
         if meta.get("dataset_fingerprint") != self._fingerprint:
             raise ValueError(
                 f"{path} was saved while training on another dataset (fingerprint "
@@ -451,8 +487,7 @@ class CurriculumCallback(TrainerCallback):
                 f"{path} was saved by {meta.get('callback')}, not {type(self).__name__}: resume "
                 "with the same curriculum callback."
             )
-        self.sampler.load_state_dict(sampler_state)
-        self.sampler.rewind()  # the Trainer replays the epoch and skips what was trained
+        return sampler_state, meta, extra
 
     def _remove_hook(self) -> None:
         if self._hook is not None:
@@ -503,8 +538,8 @@ class EasyToHardCallback(CurriculumCallback):
         return self.sampler_class(n, difficulty=self.difficulty, **common, **options)
 
     def _competence(self) -> float:
-        sampler = self.sampler
-        return sampler.competence_at(min(self._micro * self._batch_size, sampler.num_samples))
+        position = self._micro * self._batch_size * self._world
+        return self.sampler.competence_at(min(position, self.sampler.num_samples))
 
     def _effective_sample_size(self) -> float:
         return self._competence() * self.sampler.num_examples
@@ -550,7 +585,8 @@ class ZPDAdaptiveCallback(CurriculumCallback):
         self.sampler.update(indices, losses)
 
     def _plan(self) -> None:
-        self.sampler.plan_until((self._micro + self._plan_ahead) * self._batch_size)
+        ahead = (self._micro + self._plan_ahead) * self._batch_size * self._world
+        self.sampler.plan_until(ahead)
 
     def _difficulty_percentiles(self, indices: np.ndarray) -> np.ndarray | None:
         if self._percentile is not None:
@@ -642,16 +678,7 @@ def _resolve_difficulty(spec: Any, *, dataset: Any, model: Any, collate_fn: Any,
         return None
     if isinstance(spec, str):
         if spec == "loss":
-            cache = os.path.join(args.output_dir, _CACHE_DIR)
-            return load_or_score(
-                model,
-                dataset,
-                cache,
-                batch_size=args.per_device_eval_batch_size,
-                data_collator=collate_fn,
-                show_progress=not args.disable_tqdm,
-                desc="zpd-curriculum: scoring difficulty",
-            )
+            return _score_difficulty(model, dataset, collate_fn=collate_fn, args=args)
         if spec == "length":
             return np.asarray([len(row["input_ids"]) for row in _rows(dataset)], dtype=np.float64)
         columns = getattr(dataset, "column_names", None) or []
@@ -670,6 +697,82 @@ def _resolve_difficulty(spec: Any, *, dataset: Any, model: Any, collate_fn: Any,
             "processing the trainer does, e.g. TRL's)."
         )
     return values
+
+
+def _score_difficulty(model: Any, dataset: Any, *, collate_fn: Any, args: Any) -> np.ndarray:
+    """The ``"loss"`` difficulty: a cached scoring pass, split across ranks and gathered."""
+    world, rank = int(args.world_size), int(args.process_index)
+    path = score_cache_path(model, dataset, os.path.join(args.output_dir, _CACHE_DIR))
+    cached = read_score_cache(path, len(dataset))
+    if _all_ranks_agree(cached is not None, world):
+        return cached
+    shard = list(range(rank, len(dataset), world))
+    scores = score_examples(
+        model,
+        torch.utils.data.Subset(dataset, shard) if world > 1 else dataset,
+        batch_size=args.per_device_eval_batch_size,
+        data_collator=collate_fn,
+        show_progress=not args.disable_tqdm and rank == 0,
+        desc="zpd-curriculum: scoring difficulty",
+    )
+    if world > 1:
+        parts: list[Any] = [None] * world
+        torch.distributed.all_gather_object(parts, scores)
+        full = np.empty(len(dataset), dtype=np.float32)
+        for r, part in enumerate(parts):
+            full[r::world] = part
+        scores = full
+    if rank == 0:
+        write_score_cache(path, scores)
+    return scores
+
+
+def _all_ranks_agree(flag: bool, world: int) -> bool:
+    if world == 1:
+        return flag
+    everyone: list[Any] = [None] * world
+    torch.distributed.all_gather_object(everyone, bool(flag))
+    return all(everyone)
+
+
+def _gather_ranks(local: torch.Tensor, world: int) -> torch.Tensor:
+    """Concatenate a ``(2, k)`` tensor from every rank along dim 1, in rank order."""
+    if world == 1:
+        return local
+    parts = [torch.empty_like(local) for _ in range(world)]
+    torch.distributed.all_gather(parts, local.contiguous())
+    return torch.cat(parts, dim=1)
+
+
+def _own_the_sharding(dataloader: Any) -> None:
+    """Let the curriculum sampler shard its global plan instead of accelerate.
+
+    accelerate wraps the batch sampler in a ``BatchSamplerShard`` that deals global batch ``k``
+    to rank ``k % world``; a curriculum sampler with ``num_replicas``/``rank`` already yields
+    this rank's share of one global order, so the wrapper becomes a passthrough, as the Trainer
+    does for its own rank-aware ``BatchRebalanceSampler``. The number of batches per epoch is
+    unchanged: ``ceil(ceil(N / world) / b) == ceil(ceil(N / b) / world)``.
+    """
+    shard = getattr(dataloader, "batch_sampler", None)
+    if type(dataloader).__name__ == "DataLoaderDispatcher" or shard is None:
+        raise ValueError(
+            "With dispatch_batches=True, rank 0 loads every batch and slices it across ranks; "
+            "a curriculum needs each rank to load its own share. Set "
+            "accelerator_config={'dispatch_batches': False} in TrainingArguments."
+        )
+    if type(shard).__name__ != "BatchSamplerShard":
+        raise TypeError(
+            f"Unexpected multi-process data loader layout ({type(shard).__name__}); the "
+            "curriculum cannot shard it. Please report your accelerate version."
+        )
+    if shard.split_batches:
+        raise ValueError(
+            "accelerator_config split_batches=True slices every batch across ranks; the "
+            "curriculum shards by example. Set accelerator_config={'split_batches': False}."
+        )
+    shard.num_processes = 1
+    shard.process_index = 0
+    shard.even_batches = False  # every rank has the same share length: no padding batches
 
 
 def _rows(dataset: Any):
@@ -710,8 +813,11 @@ def _verify_row(dataset: Any, index: int, tokens: torch.Tensor, *, micro: int) -
         )
 
 
-def _save_state(path: str, state: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+def _save_state(
+    path: str, state: Mapping[str, Any], meta: Mapping[str, Any], extra: Mapping[str, Any]
+) -> None:
     arrays = {f"state.{k}": np.asarray(v) for k, v in state.items()}
+    arrays.update({f"extra.{k}": np.asarray(v) for k, v in extra.items()})
     arrays["meta"] = np.asarray(json.dumps(dict(meta)))
     folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".zpd-", suffix=".npz")
@@ -725,13 +831,14 @@ def _save_state(path: str, state: Mapping[str, Any], meta: Mapping[str, Any]) ->
         raise
 
 
-def _load_state(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _load_state(path: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
-        state = {}
+        parts: dict[str, dict[str, Any]] = {"state": {}, "extra": {}}
         for key in data.files:
-            if key.startswith("state."):
+            group, _, name = key.partition(".")
+            if group in parts:
                 value = data[key]
-                state[key[len("state.") :]] = value.item() if value.ndim == 0 else value
-    return state, meta
+                parts[group][name] = value.item() if value.ndim == 0 else value
+    return parts["state"], meta, parts["extra"]
 

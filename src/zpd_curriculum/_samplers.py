@@ -206,21 +206,24 @@ class CurriculumSampler(Sampler[int]):
         while len(self._blocks) < last:
             self._plan_next()
 
-    def indices_at(self, start: int, stop: int) -> np.ndarray:
-        """Dataset indices this rank yields (or yielded) at its positions ``[start, stop)``.
+    def indices_at(self, start: int, stop: int, *, rank: int | None = None) -> np.ndarray:
+        """Dataset indices a rank yields (or yielded) at its positions ``[start, stop)``.
 
-        The positions count this rank's yields within the current epoch; they must already be
-        planned (a data loader that asked for them made sure of that).
+        The positions count the rank's yields within the current epoch; they must already be
+        planned (a data loader that asked for them made sure of that). Every rank holds the same
+        global plan, so any rank can tell what any other rank trains on.
 
         Args:
             start: First per-rank position.
             stop: One past the last per-rank position (clipped to ``len(self)``).
+            rank: Whose positions (default: this sampler's rank).
 
         Returns:
             An int64 array of dataset indices.
         """
+        rank = self.rank if rank is None else rank
         j = np.arange(max(start, 0), min(stop, self._per_rank), dtype=np.int64)
-        pos = (self.rank + j * self.num_replicas) % self.num_samples
+        pos = (rank + j * self.num_replicas) % self.num_samples
         block, offset = np.divmod(pos, self.refresh_every)
         if block.size and block.max() >= len(self._blocks):
             raise RuntimeError(

@@ -364,29 +364,74 @@ def load_or_score(
         >>> bool((first == again).all())
         True
     """
-    cache_dir = Path(cache_dir)
-    path = cache_dir / f"zpd_scores-{dataset_fingerprint(dataset)}-{model_fingerprint(model)}.npy"
-    if path.exists():
-        scores = np.load(path, allow_pickle=False)
-        if scores.shape == (len(dataset),) and scores.dtype == np.float32:
-            logger.info("Loaded %d cached scores from %s", len(scores), path)
-            return scores
-        logger.warning(
-            "Ignoring cached scores %s: shape %s, dtype %s, expected (%d,) float32; rescoring.",
-            path,
-            scores.shape,
-            scores.dtype,
-            len(dataset),
-        )
+    path = score_cache_path(model, dataset, cache_dir)
+    scores = read_score_cache(path, len(dataset))
+    if scores is not None:
+        return scores
     scores = score_examples(model, dataset, **kwargs)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".zpd_scores-", suffix=".npy.tmp")
+    write_score_cache(path, scores)
+    return scores
+
+
+def score_cache_path(
+    model: torch.nn.Module, dataset: Any, cache_dir: str | os.PathLike[str]
+) -> Path:
+    """Where :func:`load_or_score` caches the scores of ``model`` on ``dataset``.
+
+    Args:
+        model: The scoring model (its fingerprint is part of the name).
+        dataset: The dataset (its fingerprint is part of the name).
+        cache_dir: The cache directory.
+
+    Returns:
+        ``cache_dir/zpd_scores-{dataset_fingerprint}-{model_fingerprint}.npy``.
+    """
+    name = f"zpd_scores-{dataset_fingerprint(dataset)}-{model_fingerprint(model)}.npy"
+    return Path(cache_dir) / name
+
+
+def read_score_cache(path: str | os.PathLike[str], num_examples: int) -> np.ndarray | None:
+    """Cached scores at ``path``, or ``None`` if absent or of the wrong shape or dtype.
+
+    Args:
+        path: From :func:`score_cache_path`.
+        num_examples: The expected length.
+
+    Returns:
+        The float32 scores, or ``None`` (a mismatching file is logged and ignored).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    scores = np.load(path, allow_pickle=False)
+    if scores.shape == (num_examples,) and scores.dtype == np.float32:
+        logger.info("Loaded %d cached scores from %s", len(scores), path)
+        return scores
+    logger.warning(
+        "Ignoring cached scores %s: shape %s, dtype %s, expected (%d,) float32; rescoring.",
+        path,
+        scores.shape,
+        scores.dtype,
+        num_examples,
+    )
+    return None
+
+
+def write_score_cache(path: str | os.PathLike[str], scores: np.ndarray) -> None:
+    """Write scores atomically (a temporary file in the same directory, then ``os.replace``).
+
+    Args:
+        path: From :func:`score_cache_path`; its directory is created if missing.
+        scores: The float32 scores.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".zpd_scores-", suffix=".npy.tmp")
     try:
         with os.fdopen(fd, "wb") as file:
-            np.save(file, scores)
+            np.save(file, np.asarray(scores, dtype=np.float32))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     logger.info("Scored %d examples; cached at %s", len(scores), path)
-    return scores
