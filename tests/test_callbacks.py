@@ -169,7 +169,7 @@ def test_resume_mid_epoch_is_exact(tmp_path, name, workers):
 
 @pytest.mark.parametrize("name", ["easy_to_hard", "zpd_adaptive"])
 def test_resume_keeps_the_difficulty_scored_by_the_initial_model(tmp_path, name):
-    """difficulty="loss" scores the initial model; a resumed run must not rescore the trained one."""
+    """difficulty="loss" scores the initial model; a resumed run must not rescore it."""
     make = {
         "easy_to_hard": lambda: EasyToHardCallback(),  # default difficulty="loss"
         "zpd_adaptive": lambda: ZPDAdaptiveCallback(difficulty="loss", warmup=0.1),

@@ -18,7 +18,6 @@ from transformers import TrainerCallback
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from trainer_utils import Recorder, make_trainer, tiny_llama  # noqa: E402
-
 from zpd_curriculum import (  # noqa: E402
     EasyToHardCallback,
     EasyToHardSampler,
