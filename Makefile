@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: study test install clean
+.PHONY: study test test-distributed install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ study: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Two-process runs under torchrun (CPU, gloo): about 3 minutes.
+test-distributed: $(STAMP)
+	$(PY) -m pytest -m distributed -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
