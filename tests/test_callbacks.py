@@ -371,3 +371,21 @@ def test_loss_statistics_for_a_loss_free_strategy(tmp_path):
         assert stats["std"][i] == pytest.approx(np.std(values), rel=1e-4, abs=1e-6)
     with pytest.raises(RuntimeError, match="track_losses=True"):
         RandomCallback().loss_statistics()
+
+
+def test_compute_loss_func_fails_fast_and_names_the_setting(tmp_path):
+    from transformers import Trainer
+
+    reference = make_trainer(tmp_path, [ZPDAdaptiveCallback()])
+
+    def loss_func(outputs, labels, num_items_in_batch=None):
+        logits = outputs.logits[:, :-1].flatten(0, 1)
+        return torch.nn.functional.cross_entropy(logits, labels[:, 1:].flatten())
+
+    trainer = Trainer(
+        model=reference.model, args=reference.args, train_dataset=reference.train_dataset,
+        data_collator=reference.data_collator, callbacks=[ZPDAdaptiveCallback()],
+        compute_loss_func=loss_func,
+    )  # fmt: skip
+    with pytest.raises(UnobservableLossError, match="compute_loss_func"):
+        trainer.train()
