@@ -5,7 +5,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: study test test-distributed install clean
+.PHONY: study test test-distributed docs install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 # Two-process runs under torchrun (CPU, gloo): about 3 minutes.
 test-distributed: $(STAMP)
 	$(PY) -m pytest -m distributed -p no:cacheprovider
+
+# The documentation site, built strictly (warnings are errors) into ./site.
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
