@@ -61,8 +61,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Name of the side file each checkpoint directory gets.
 STATE_FILE = "zpd_curriculum_state.npz"
+"""Name of the side file each checkpoint directory gets (the sampler state, atomically written)."""
 _CACHE_DIR = "zpd_curriculum_cache"
 
 
@@ -87,6 +87,12 @@ class CurriculumCallback(TrainerCallback):
             does not need them, to keep per-example loss statistics (see
             :meth:`loss_statistics`), e.g. for a data map. ZPDAdaptive always reads them.
         **sampler_options: Passed to the sampler (e.g. ``pacing=`` or ``center=``).
+
+    Examples:
+        >>> from zpd_curriculum import ZPDAdaptiveCallback
+        >>> callback = ZPDAdaptiveCallback(check_every=10, floor=0.2)
+        >>> callback.check_every, callback.sampler_options, callback.sampler is None
+        (10, {'floor': 0.2}, True)
     """
 
     sampler_class: ClassVar[type[CurriculumSampler]]
@@ -500,7 +506,13 @@ class RandomCallback(CurriculumCallback):
 
     Args:
         difficulty: Optional, for the ``curriculum/difficulty_percentile`` metric only.
-        **kwargs: See :class:`CurriculumCallback`.
+        seed: See :class:`CurriculumCallback` (likewise the options below).
+        refresh_every: Sampler block size.
+        plan_ahead: Micro-batches planned ahead of training.
+        check_every: Optimizer steps between attribution self-checks.
+        strict_resume: Refuse to resume from a checkpoint without curriculum state.
+        track_losses: Keep per-example loss statistics (see :meth:`loss_statistics`).
+        **sampler_options: Passed to :class:`zpd_curriculum.RandomSampler`.
 
     Examples:
         >>> callback = RandomCallback()
@@ -551,6 +563,10 @@ class HardToEasyCallback(EasyToHardCallback):
     Args:
         difficulty: Difficulty source (default ``"loss"``); higher means harder.
         **kwargs: See :class:`EasyToHardCallback`.
+
+    Examples:
+        >>> HardToEasyCallback(difficulty="length", pacing="sorted").sampler_options
+        {'pacing': 'sorted'}
     """
 
     sampler_class = HardToEasySampler
@@ -561,8 +577,14 @@ class ZPDAdaptiveCallback(CurriculumCallback):
 
     Args:
         difficulty: Optional prior for unseen examples (default ``None``).
-        **kwargs: See :class:`CurriculumCallback`; sampler options such as ``center``,
-            ``width``, ``floor`` and ``warmup`` pass through.
+        seed: See :class:`CurriculumCallback` (likewise the options below).
+        refresh_every: Sampler block size: probabilities are recomputed every this many draws.
+        plan_ahead: Micro-batches planned ahead of training.
+        check_every: Optimizer steps between attribution self-checks.
+        strict_resume: Refuse to resume from a checkpoint without curriculum state.
+        track_losses: Always on for this strategy.
+        **sampler_options: Passed to :class:`zpd_curriculum.ZPDAdaptiveSampler`, e.g.
+            ``center``, ``width``, ``floor``, ``warmup``.
 
     Examples:
         >>> callback = ZPDAdaptiveCallback(center=0.3)

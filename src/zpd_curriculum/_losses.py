@@ -58,6 +58,16 @@ class UnobservableLossError(RuntimeError):
     names the setting responsible and how to change it. A subclass of ``RuntimeError`` so
     that a training hook can catch exactly this case, e.g. to skip the label-free forward
     that TRL's ``SFTTrainer`` runs before its fused one under label smoothing.
+
+    Examples:
+        >>> import torch
+        >>> from zpd_curriculum import UnobservableLossError
+        >>> from zpd_curriculum._losses import per_example_from_forward
+        >>> try:
+        ...     per_example_from_forward({"input_ids": torch.ones(1, 3)}, {"logits": None})
+        ... except UnobservableLossError as err:
+        ...     print(type(err).__name__, isinstance(err, RuntimeError))
+        UnobservableLossError True
     """
 
 

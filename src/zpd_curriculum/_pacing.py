@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 __all__ = ["PACINGS", "competence", "resolve_pacing"]
 
-#: Names accepted by ``pacing=``; ``"sorted"`` is a strict single pass in difficulty order.
 PACINGS = ("linear", "root", "geometric", "step", "sorted")
+"""Names accepted by ``pacing=``; ``"sorted"`` is a strict single pass in difficulty order."""
 
 PacingFn = Callable[[float], float]
 Pacing = str | PacingFn

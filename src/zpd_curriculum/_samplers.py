@@ -94,6 +94,15 @@ class CurriculumSampler(Sampler[int]):
         rank: This process's rank in ``[0, num_replicas)``.
         drop_last: Drop the tail of the stream instead of padding it to a multiple of
             ``num_replicas``.
+
+    Examples:
+        >>> from zpd_curriculum import RandomSampler
+        >>> ranks = [RandomSampler(5, seed=1, num_replicas=2, rank=r) for r in (0, 1)]
+        >>> [len(s) for s in ranks]  # 5 positions padded to 6 by wrapping around
+        [3, 3]
+        >>> stream = list(RandomSampler(5, seed=1))
+        >>> list(ranks[0]) == stream[0::2] and list(ranks[1]) == (stream + stream[:1])[1::2]
+        True
     """
 
     #: Keys every state dict carries (subclasses add their own).

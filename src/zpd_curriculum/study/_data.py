@@ -98,7 +98,7 @@ class PromptTemplate:
         separator: Placed between ``instruction`` and ``input`` when both are non-empty.
 
     Examples:
-        >>> from zpd_curriculum.study._data import PromptTemplate
+        >>> from zpd_curriculum.study import PromptTemplate
         >>> t = PromptTemplate("plain", "Q: {user}\nA: ")
         >>> t.render("2+2?")
         'Q: 2+2?\nA: '
@@ -193,7 +193,7 @@ def normalize_row(row: Mapping[str, Any]) -> dict[str, Any]:
         TypeError: If a text field is not a string.
 
     Examples:
-        >>> from zpd_curriculum.study._data import normalize_row
+        >>> from zpd_curriculum.study import normalize_row
         >>> normalize_row({"id": "a", "system_prompt": "", "question": "1+1?", "response": "2"})
         {'id': 'a', 'instruction': '', 'input': '1+1?', 'output': '2'}
         >>> normalize_row({"instruction": "Hi", "output": "Hello"})
@@ -246,7 +246,7 @@ def format_example(
         ValueError: If both ``instruction`` and ``input`` are empty, or ``template`` is unknown.
 
     Examples:
-        >>> from zpd_curriculum.study._data import format_example
+        >>> from zpd_curriculum.study import format_example
         >>> row = {"instruction": "Translate.", "input": "Hello", "output": "안녕"}
         >>> format_example(row, "solar")
         ('### User:\nTranslate.\n\nHello\n\n### Assistant:\n', '안녕')
@@ -382,7 +382,7 @@ def tokenize_example(
         ValueError: If the tokenizer has no EOS token or ``max_length`` < 2.
 
     Examples:
-        >>> from zpd_curriculum.study._data import build_char_tokenizer, tokenize_example
+        >>> from zpd_curriculum.study import build_char_tokenizer, tokenize_example
         >>> tok = build_char_tokenizer()
         >>> row = {"instruction": "1+1?", "input": "", "output": "2"}
         >>> ex = tokenize_example(row, tok, template="solar", max_length=64)
@@ -425,7 +425,7 @@ def tokenize_rows(
         ValueError: If ``on_unusable`` is not ``"raise"`` or ``"drop"``.
 
     Examples:
-        >>> from zpd_curriculum.study._data import build_char_tokenizer, tokenize_rows
+        >>> from zpd_curriculum.study import build_char_tokenizer, tokenize_rows
         >>> tok = build_char_tokenizer()
         >>> rows = [{"instruction": "hi", "output": "hello"}, {"instruction": "x" * 50,
         ...          "output": "y"}]
@@ -574,7 +574,7 @@ def make_addition_splits(
             of range.
 
     Examples:
-        >>> from zpd_curriculum.study._data import make_addition_splits
+        >>> from zpd_curriculum.study import make_addition_splits
         >>> train, held_out = make_addition_splits(10, 5, digits=(1, 2), seed=0)
         >>> len(train), len(held_out)
         (10, 5)
@@ -625,7 +625,7 @@ def make_addition_rows(
             an argument is out of range.
 
     Examples:
-        >>> from zpd_curriculum.study._data import make_addition_rows
+        >>> from zpd_curriculum.study import make_addition_rows
         >>> rows = make_addition_rows(4, digits=(2,), seed=1)
         >>> sorted(rows[0])
         ['digits', 'id', 'input', 'instruction', 'output']
@@ -650,7 +650,7 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
         ValueError: If the lengths differ or both are empty.
 
     Examples:
-        >>> from zpd_curriculum.study._data import exact_match
+        >>> from zpd_curriculum.study import exact_match
         >>> exact_match(["21 ", "70", "x"], ["21", "07", "x"])
         0.6666666666666666
     """
@@ -687,7 +687,7 @@ def collect_chars(rows: Iterable[Mapping[str, Any]]) -> str:
         The distinct characters, in code-point order, as one string.
 
     Examples:
-        >>> from zpd_curriculum.study._data import collect_chars
+        >>> from zpd_curriculum.study import collect_chars
         >>> collect_chars([{"instruction": "가나", "input": "", "output": "나다"}])
         '가나다'
     """
@@ -724,7 +724,7 @@ def build_char_tokenizer(
         TypeError: If an element of ``extra_chars`` is not a one-character string.
 
     Examples:
-        >>> from zpd_curriculum.study._data import build_char_tokenizer
+        >>> from zpd_curriculum.study import build_char_tokenizer
         >>> tok = build_char_tokenizer(extra_chars="안녕")
         >>> ids = tok("### User:\n안녕")["input_ids"]
         >>> len(ids), tok.decode(ids)
@@ -802,7 +802,7 @@ def make_tiny_llama(
 
     Examples:
         >>> import torch
-        >>> from zpd_curriculum.study._data import build_char_tokenizer, make_tiny_llama
+        >>> from zpd_curriculum.study import build_char_tokenizer, make_tiny_llama
         >>> tok = build_char_tokenizer()
         >>> a, b = make_tiny_llama(tok, seed=3), make_tiny_llama(tok, seed=3)
         >>> torch.equal(a.model.embed_tokens.weight, b.model.embed_tokens.weight)
@@ -876,7 +876,7 @@ def load_instruction_jsonl(path: str | Path) -> datasets.Dataset:
             line), or the file has no rows.
 
     Examples:
-        >>> from zpd_curriculum.study._data import FIXTURE_PATH, load_instruction_jsonl
+        >>> from zpd_curriculum.study import FIXTURE_PATH, load_instruction_jsonl
         >>> ds = load_instruction_jsonl(FIXTURE_PATH)
         >>> ds.column_names
         ['id', 'instruction', 'input', 'output']
@@ -888,7 +888,7 @@ def load_instruction_jsonl(path: str | Path) -> datasets.Dataset:
     if not path.is_file():
         raise FileNotFoundError(
             f"no instruction file at {str(path)!r}; pass the path of a JSONL file "
-            "(the shipped sample is zpd_curriculum.study._data.FIXTURE_PATH)."
+            "(the shipped sample is zpd_curriculum.study.FIXTURE_PATH)."
         )
     rows: list[dict[str, str]] = []
     with path.open(encoding="utf-8") as lines:
@@ -956,8 +956,8 @@ def greedy_generate(
         ValueError: If a size is below 1 or the tokenizer has neither pad nor EOS token.
 
     Examples:
-        >>> from zpd_curriculum.study._data import build_char_tokenizer, greedy_generate
-        >>> from zpd_curriculum.study._data import make_tiny_llama
+        >>> from zpd_curriculum.study import build_char_tokenizer, greedy_generate
+        >>> from zpd_curriculum.study import make_tiny_llama
         >>> tok = build_char_tokenizer()
         >>> model = make_tiny_llama(tok, hidden_size=32, num_layers=1)
         >>> out = greedy_generate(model, tok, ["1+1=", "22+3="], max_new_tokens=4)
@@ -1057,8 +1057,8 @@ def evaluate_addition(
         ValueError: If ``rows`` is empty or a row has no ``digits``.
 
     Examples:
-        >>> from zpd_curriculum.study._data import build_char_tokenizer, evaluate_addition
-        >>> from zpd_curriculum.study._data import make_addition_rows, make_tiny_llama
+        >>> from zpd_curriculum.study import build_char_tokenizer, evaluate_addition
+        >>> from zpd_curriculum.study import make_addition_rows, make_tiny_llama
         >>> tok = build_char_tokenizer()
         >>> model = make_tiny_llama(tok, hidden_size=32, num_layers=1)
         >>> scores = evaluate_addition(model, tok, make_addition_rows(4, digits=(1, 2)))

@@ -223,7 +223,7 @@ def render_markdown(
         ValueError: If ``conditions`` names a condition that is not in the analysis.
 
     Examples:
-        >>> from zpd_curriculum.study._stats import analyze
+        >>> from zpd_curriculum.study import analyze
         >>> runs = [
         ...     {"model": "m", "condition": c, "seed": s, "metrics": {"acc": 60.0 + s + gain}}
         ...     for s in range(5)
@@ -294,7 +294,7 @@ def plot_results(analysis: StudyAnalysis, path: str | os.PathLike[str], *, dpi: 
 
     Examples:
         >>> import tempfile, pathlib
-        >>> from zpd_curriculum.study._stats import analyze
+        >>> from zpd_curriculum.study import analyze
         >>> runs = [{"model": "m", "condition": c, "seed": s, "metrics": {"acc": s + g}}
         ...         for s in range(3) for c, g in [("random", 0.0), ("zpd", 1.0)]]
         >>> out = plot_results(analyze(runs, n_resamples=99),
