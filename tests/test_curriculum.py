@@ -105,3 +105,18 @@ def test_difficulty_errors_name_positions_and_shape(cls):
 def test_difficulty_is_required():
     with pytest.raises(TypeError, match="difficulty"):
         EasyToHardSampler(4)  # type: ignore[call-arg]
+
+
+def test_draws_are_uniform_over_the_pool():
+    """The first draw of a block is uniform over the eligible pool (chi-square over seeds)."""
+    from scipy import stats
+
+    n, pool = 40, 10  # competence 0.25 throughout: the easiest 10 are eligible
+    firsts = [
+        run(EasyToHardSampler(n, difficulty=np.arange(n), start=0.25, full_at=1.0,
+                              total_samples=10**9, refresh_every=5, seed=seed), limit=1)[0]
+        for seed in range(3000)
+    ]  # fmt: skip
+    counts = np.bincount(firsts, minlength=n)
+    assert counts[pool:].sum() == 0
+    assert stats.chisquare(counts[:pool]).pvalue > 1e-3
