@@ -83,9 +83,10 @@ class CurriculumCallback(TrainerCallback):
             the dataset row it is credited to (0 disables the check).
         strict_resume: When resuming from a checkpoint without this callback's state file, raise
             (default) instead of starting a fresh curriculum.
-        track_losses: Also read per-example losses from the training forward for a strategy that
-            does not need them, to keep per-example loss statistics (see
-            :meth:`loss_statistics`), e.g. for a data map. ZPDAdaptive always reads them.
+        track_losses: Keep per-example statistics of the training-forward losses (see
+            :meth:`loss_statistics`), e.g. for a data map; a strategy that needs no losses then
+            reads them too. ZPDAdaptive always reads losses, and keeps these statistics only
+            when asked.
         **sampler_options: Passed to the sampler (e.g. ``pacing=`` or ``center=``).
 
     Examples:
@@ -128,7 +129,8 @@ class CurriculumCallback(TrainerCallback):
         self.plan_ahead = plan_ahead
         self.check_every = check_every
         self.strict_resume = strict_resume
-        self.track_losses = bool(track_losses) or self.uses_losses
+        self.track_losses = bool(track_losses)
+        self._read_losses = self.track_losses or self.uses_losses
         self.sampler_options = sampler_options
         #: The active sampler, set at ``on_train_begin``.
         self.sampler: CurriculumSampler | None = None
@@ -177,7 +179,7 @@ class CurriculumCallback(TrainerCallback):
                 "batches are no longer grouped by length (more padding per batch).",
                 type(self).__name__,
             )
-        if self.track_losses:
+        if self._read_losses:
             check_loss_observable(args)
         self._batch_size = int(batch_sampler.batch_size)
         ga = int(args.gradient_accumulation_steps)
@@ -320,7 +322,7 @@ class CurriculumCallback(TrainerCallback):
                     "are taken from the first."
                 )
             return
-        if self.track_losses:
+        if self._read_losses:
             try:
                 sums, counts = per_example_from_forward(kwargs, output, num_examples=hi - lo)
             except UnobservableLossError:
@@ -342,9 +344,8 @@ class CurriculumCallback(TrainerCallback):
         lo, hi = self._committed_micro * self._batch_size, self._micro * self._batch_size
         self._committed_micro = self._micro
         # what every rank trained this step, in rank order (all ranks share one global plan)
-        trained = np.concatenate(
-            [self.sampler.indices_at(lo, hi, rank=r) for r in range(self._world)]
-        )
+        per_rank = [self.sampler.indices_at(lo, hi, rank=r) for r in range(self._world)]
+        trained = np.concatenate(per_rank)
         if trained.size == 0:
             return
         self._trained[trained] = True
@@ -358,17 +359,19 @@ class CurriculumCallback(TrainerCallback):
         if not self._pending:
             return
         micro = [m for m, _, _ in self._pending]
+        if micro != list(range(lo // self._batch_size, hi // self._batch_size)):
+            raise RuntimeError(
+                f"The forward hook saw micro-batches {micro} in an optimizer step that trained "
+                f"micro-batches {lo // self._batch_size} to {hi // self._batch_size - 1}: "
+                "per-example losses cannot be attributed. Please report this setup."
+            )
         local = torch.stack(
             [torch.cat([s for _, s, _ in self._pending]).float(),
              torch.cat([c for _, _, c in self._pending]).float()]
         )  # fmt: skip
         self._pending = []
         sums, counts = _gather_ranks(local, self._world).cpu().numpy()  # one sync per step
-        bs = self._batch_size
-        indices = np.concatenate(
-            [self.sampler.indices_at(m * bs, (m + 1) * bs, rank=r)
-             for r in range(self._world) for m in micro]
-        )  # fmt: skip
+        indices = trained  # the step's micro-batches, every rank's, in rank order
         if indices.size != sums.size:
             raise RuntimeError(
                 f"{sums.size} per-example losses arrived for {indices.size} trained examples: "
@@ -376,7 +379,8 @@ class CurriculumCallback(TrainerCallback):
             )
         with np.errstate(invalid="ignore", divide="ignore"):
             losses = sums / counts
-        self._accumulate(indices, losses)
+        if self._loss_stats is not None:
+            self._accumulate(indices, losses)
         self._update(indices, losses)
 
     def _accumulate(self, indices: np.ndarray, losses: np.ndarray) -> None:
@@ -392,7 +396,7 @@ class CurriculumCallback(TrainerCallback):
     def loss_statistics(self) -> dict[str, np.ndarray]:
         """Per-example statistics of the training-forward losses seen so far.
 
-        Available when losses are read (``track_losses=True``, or ZPDAdaptive). With epochs as
+        Available with ``track_losses=True`` (24 bytes per example). With epochs as
         the unit, mean against standard deviation is a data map (Swayamdipta et al., "Dataset
         Cartography", EMNLP 2020).
 
@@ -404,7 +408,7 @@ class CurriculumCallback(TrainerCallback):
         """
         if self._loss_stats is None:
             raise RuntimeError(
-                f"{type(self).__name__} does not read losses: pass track_losses=True."
+                f"{type(self).__name__} keeps no loss statistics: pass track_losses=True."
             )
         count, mean, m2 = self._loss_stats
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -582,7 +586,8 @@ class ZPDAdaptiveCallback(CurriculumCallback):
         plan_ahead: Micro-batches planned ahead of training.
         check_every: Optimizer steps between attribution self-checks.
         strict_resume: Refuse to resume from a checkpoint without curriculum state.
-        track_losses: Always on for this strategy.
+        track_losses: Also keep per-example loss statistics (:meth:`loss_statistics`); losses
+            are read for the curriculum either way.
         **sampler_options: Passed to :class:`zpd_curriculum.ZPDAdaptiveSampler`, e.g.
             ``center``, ``width``, ``floor``, ``warmup``.
 
@@ -702,7 +707,12 @@ def _resolve_difficulty(spec: Any, *, dataset: Any, model: Any, collate_fn: Any,
         if spec == "loss":
             return _score_difficulty(model, dataset, collate_fn=collate_fn, args=args)
         if spec == "length":
-            return np.asarray([len(row["input_ids"]) for row in _rows(dataset)], dtype=np.float64)
+            columns = getattr(dataset, "column_names", None) or []
+            if "input_ids" in columns:  # a column read, not one row at a time
+                ids = dataset["input_ids"]
+            else:
+                ids = (row["input_ids"] for row in _rows(dataset))
+            return np.asarray([len(row) for row in ids], dtype=np.float64)
         columns = getattr(dataset, "column_names", None) or []
         if spec in columns:
             return np.asarray(dataset[spec], dtype=np.float64)

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sized
+from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ._samplers import _TAG_BLOCK, CurriculumSampler, _check_difficulty, _rng
-from ._zpd import relative_difficulty, zpd_probabilities, zpd_weights
+from ._zpd import (
+    _log_ratio,
+    _prior_quantiles,
+    _prior_relative,
+    relative_difficulty,
+    zpd_probabilities,
+    zpd_weights,
+)
 
 __all__ = ["ZPDAdaptiveSampler"]
 
 _COUNT_MAX = np.iinfo(np.uint16).max
+# The float64 magnitude from which a value rounds to inf in float32: float32's max plus half an ulp.
+_FLOAT32_LIMIT = float(np.finfo(np.float32).max) + 2.0**103
+# Draw by rejection (no pass over the table) when N is at least this many times the block length.
+_REJECTION_MIN_RATIO = 16
+# Rounds of with-replacement draws before the exact exponential-key finish (mass concentrated on
+# fewer examples than a block needs).
+_ROUNDS = 4
 
 
 class ZPDAdaptiveSampler(CurriculumSampler):
@@ -27,6 +41,13 @@ class ZPDAdaptiveSampler(CurriculumSampler):
     batch-mean loss. Every ``refresh_every`` draws it recomputes probabilities from the
     staleness-corrected table (see :func:`zpd_curriculum.zpd_probabilities`) and draws the next
     block without repeats. Until ``warmup`` of the examples have been observed it samples uniformly.
+
+    A block is successive sampling from ``p``: i.i.d. draws from ``p``, first occurrences kept.
+    For large ``N`` the draws proportional to the band are made by rejection (propose a uniform
+    example, accept it with probability ``w_i <= 1``), which touches a few thousand rows of the
+    table instead of all ``N``; when the band holds too little mass for that to pay off, the
+    block is drawn by inverse CDF over the whole table instead. Either way the block is a pure
+    function of the seed, the epoch, the block number and the table.
 
     Args:
         data_source: A sized dataset, or the number of examples ``N``.
@@ -110,7 +131,9 @@ class ZPDAdaptiveSampler(CurriculumSampler):
         self._ema = np.full(n, np.nan, dtype=np.float32)
         self._count = np.zeros(n, dtype=np.uint16)
         self._last = np.full(n, -1, dtype=np.int32)
-        self._history: list[float] = []  # competence after each update
+        self._history = np.empty(64, dtype=np.float64)  # competence after each update
+        self._history32 = np.empty(64, dtype=np.float32)  # the same, as the table reads it
+        self._num_updates = 0
         self._competence = math.nan
         self._num_observed = 0
         self._num_nonfinite = 0
@@ -142,34 +165,38 @@ class ZPDAdaptiveSampler(CurriculumSampler):
                 f"`indices` must be in [0, {self.num_examples}); got values from {idx.min()} "
                 f"to {idx.max()}. Indices refer to positions in the sampler's dataset."
             )
-        with np.errstate(over="ignore"):  # a loss beyond float32's range counts as non-finite
-            loss = loss.astype(np.float32)
-        finite = np.isfinite(loss)
-        self._num_nonfinite += int(idx.size - finite.sum())
-        idx, loss = idx[finite], loss[finite]
-        if loss.size:
-            mean = float(loss.mean(dtype=np.float64))
+        # non-finite losses, and finite ones that round beyond float32's range, are skipped
+        finite = np.abs(loss) < _FLOAT32_LIMIT
+        kept = int(np.count_nonzero(finite))
+        self._num_nonfinite += idx.size - kept
+        if kept < idx.size:
+            idx, loss = idx[finite], loss[finite]
+        loss = loss.astype(np.float32)
+        if kept:
+            mean = float(np.add.reduce(loss, dtype=np.float64)) / kept  # == loss.mean(float64)
             c = self._competence
             m = self.competence_momentum
             self._competence = mean if math.isnan(c) else m * c + (1.0 - m) * mean
-        step = len(self._history)
-        self._history.append(self._competence)
-        # apply repeated indices in order: round k takes each index's k-th occurrence
-        order = np.argsort(idx, kind="stable")
-        sorted_idx = idx[order]
-        first = np.r_[True, sorted_idx[1:] != sorted_idx[:-1]] if idx.size else np.empty(0, bool)
-        group_start = np.maximum.accumulate(np.where(first, np.arange(idx.size), 0))
-        occurrence = np.empty(idx.size, dtype=np.int64)
-        occurrence[order] = np.arange(idx.size) - group_start
+        step = self._num_updates
+        self._append_history(self._competence)
+        if not idx.size:
+            return
         beta = np.float32(self.loss_momentum)
-        for k in range(int(occurrence.max()) + 1 if idx.size else 0):
-            sel = occurrence == k
-            i, v = idx[sel], loss[sel]
+        for i, v in _occurrence_rounds(idx, loss):
             old = self._ema[i]
-            self._ema[i] = np.where(np.isnan(old), v, beta * old + (1 - beta) * v)
-            self._num_observed += int((self._count[i] == 0).sum())
-            self._count[i] = np.minimum(self._count[i].astype(np.int64) + 1, _COUNT_MAX)
+            unseen = np.isnan(old)  # exactly the rows never observed (count 0)
+            self._ema[i] = np.where(unseen, v, beta * old + (1 - beta) * v)
+            self._num_observed += int(np.count_nonzero(unseen))
+            self._count[i] = np.minimum(self._count[i], _COUNT_MAX - 1) + 1  # saturates
             self._last[i] = step
+
+    def _append_history(self, competence: float) -> None:
+        if self._num_updates == self._history.size:  # grow geometrically: amortised O(1)
+            self._history = np.resize(self._history, 2 * self._history.size)
+            self._history32 = np.resize(self._history32, 2 * self._history32.size)
+        self._history[self._num_updates] = competence
+        self._history32[self._num_updates] = competence
+        self._num_updates += 1
 
     @property
     def example_losses(self) -> np.ndarray:
@@ -215,7 +242,7 @@ class ZPDAdaptiveSampler(CurriculumSampler):
     @property
     def num_updates(self) -> int:
         """Number of :meth:`update` calls (steps) so far."""
-        return len(self._history)
+        return self._num_updates
 
     @property
     def in_warmup(self) -> bool:
@@ -226,9 +253,13 @@ class ZPDAdaptiveSampler(CurriculumSampler):
 
     def relative_difficulty(self) -> np.ndarray:
         """Staleness-corrected ``log(estimated loss / competence)`` per example (float32)."""
-        history = np.asarray(self._history, dtype=np.float32)
-        then = history[self._last] if history.size else self._ema  # unseen rows are NaN anyway
+        then = self._competence_then(self._last) if self._num_updates else self._ema
         return relative_difficulty(self._ema, then, prior_percentile=self._prior)
+
+    def _competence_then(self, last: np.ndarray) -> np.ndarray:
+        # competence (float32) at each example's last observation; unseen rows (-1) read the
+        # newest entry, which the NaN loss of an unseen row ignores
+        return self._history32[: self._num_updates][last]
 
     def probabilities(self) -> np.ndarray:
         """Sampling probabilities the next block would be drawn from (sums to 1).
@@ -248,28 +279,114 @@ class ZPDAdaptiveSampler(CurriculumSampler):
         n = self.num_examples
         if self.in_warmup:
             return rng.choice(n, size=length, replace=False)
-        weights = zpd_weights(self.relative_difficulty(), center=self.center, width=self.width)
-        cumulative = np.cumsum(weights, dtype=np.float64)
-        total = cumulative[-1]
-        floor = self.floor if total > 0 else 1.0  # every weight underflowed: uniform
-        # Successive sampling without replacement (each draw from the renormalised remaining
-        # probabilities) is exactly: draw with replacement from p, keep first occurrences.
-        # p = (1 - floor) w / sum(w) + floor / N is a mixture: a uniform draw with probability
-        # `floor`, else a draw proportional to w by inverse CDF.
+        if n >= _REJECTION_MIN_RATIO * length:
+            plan = self._plan_by_rejection(rng, length)
+            if plan is not None:
+                return plan
+        # the band holds too little mass for rejection to pay off (or N is small): draw by inverse
+        # CDF over the whole table, with fresh randomness (what rejection drew is discarded)
+        return self._plan_by_inverse_cdf(rng, length)
+
+    def _draw_distinct(
+        self,
+        rng: np.random.Generator,
+        length: int,
+        floor: float,
+        band: Callable[[int], np.ndarray | None],
+    ) -> np.ndarray | None:
+        """First ``length`` distinct values of an i.i.d. stream from ``p`` (fewer if exhausted).
+
+        Successive sampling without replacement (each draw from the renormalised remaining
+        probabilities) is exactly: draw with replacement from ``p``, keep first occurrences.
+        ``p = (1 - floor) w / sum(w) + floor / N`` is a mixture: a uniform draw with probability
+        ``floor``, else a draw proportional to ``w``, which ``band(k)`` makes ``k`` of (``None``
+        if it gives up).
+        """
+        n = self.num_examples
         drawn = np.empty(0, dtype=np.int64)
-        for _ in range(4):
-            m = 2 * length + 64
-            uniform = rng.integers(0, n, size=m)
-            targets = rng.random(m) * total
-            order = np.argsort(targets)  # sorted needles make the binary searches cache-friendly
-            by_weight = np.empty(m, dtype=np.int64)
-            by_weight[order] = np.searchsorted(cumulative, targets[order], side="right")
-            draws = np.where(rng.random(m) < floor, uniform, np.minimum(by_weight, n - 1))
+        fresh = 1.0 / (1.0 + 2.0 * length / n)  # guess of the fraction of draws that are new
+        for _ in range(_ROUNDS):
+            m = min(int((length - drawn.size) / fresh * 1.1) + 16, 2 * length + 64)
+            from_floor = rng.random(m) < floor
+            num_uniform = int(np.count_nonzero(from_floor))
+            by_weight = band(m - num_uniform)
+            if by_weight is None:
+                return None
+            draws = np.empty(m, dtype=np.int64)
+            draws[from_floor] = rng.integers(0, n, size=num_uniform)
+            draws[~from_floor] = by_weight
+            before = drawn.size
             drawn = np.concatenate([drawn, draws])
             _, first = np.unique(drawn, return_index=True)
             drawn = drawn[np.sort(first)]
             if drawn.size >= length:
                 return drawn[:length]
+            fresh = max((drawn.size - before) / m, 1e-3)
+        return drawn
+
+    def _plan_by_rejection(self, rng: np.random.Generator, length: int) -> np.ndarray | None:
+        # Propose uniform examples, accept each with probability w_i <= 1: accepted proposals are
+        # i.i.d. proportional to w, and sum(w) is never needed. Gives up (None) when the projected
+        # number of proposals exceeds the budget, i.e. when a pass over the table is cheaper.
+        n = self.num_examples
+        quantiles = self._observed_quantiles()
+        budget = max(n // 4, 64 * length + 1024)
+        proposed, accepted = 0, 0
+
+        def band(k: int) -> np.ndarray | None:
+            nonlocal proposed, accepted
+            parts, got = [np.empty(0, dtype=np.int64)], 0
+            while got < k:
+                rate = accepted / proposed if proposed else 1.0
+                size = min(int((k - got) / max(rate, 1e-3) * 1.1) + 64, budget - proposed + 64)
+                candidates = rng.integers(0, n, size=size)
+                keep = candidates[rng.random(size) < self._weights_at(candidates, quantiles)]
+                proposed += size
+                accepted += keep.size
+                parts.append(keep)
+                got += keep.size
+                if got < k and (k - got) * proposed > (budget - proposed) * max(accepted, 1):
+                    return None
+            return np.concatenate(parts)[:k]
+
+        plan = self._draw_distinct(rng, length, self.floor, band)
+        return plan if plan is not None and plan.size == length else None
+
+    def _observed_quantiles(self) -> np.ndarray | None:
+        """Quantiles of the observed ``r`` that place unseen examples (``None`` if unused)."""
+        if self._prior is None or self._num_observed in (0, self.num_examples):
+            return None
+        seen = ~np.isnan(self._ema)  # np.compress: far faster than a random boolean index
+        ema, last = np.compress(seen, self._ema), np.compress(seen, self._last)
+        return _prior_quantiles(_log_ratio(ema, self._competence_then(last)))
+
+    def _weights_at(self, indices: np.ndarray, quantiles: np.ndarray | None) -> np.ndarray:
+        """ZPD weights of some examples, equal to those :meth:`probabilities` computes."""
+        r = _log_ratio(self._ema[indices], self._competence_then(self._last[indices]))
+        unseen = np.flatnonzero(np.isnan(r))
+        if quantiles is None:
+            r[unseen] = 0.0
+        else:
+            r[unseen] = _prior_relative(self._prior[indices[unseen]], quantiles)
+        return zpd_weights(r, center=self.center, width=self.width)
+
+    def _plan_by_inverse_cdf(self, rng: np.random.Generator, length: int) -> np.ndarray:
+        n = self.num_examples
+        weights = zpd_weights(self.relative_difficulty(), center=self.center, width=self.width)
+        cumulative = np.cumsum(weights, dtype=np.float64)
+        total = cumulative[-1]
+        floor = self.floor if total > 0 else 1.0  # every weight underflowed: uniform
+
+        def band(k: int) -> np.ndarray:
+            targets = rng.random(k) * total
+            order = np.argsort(targets)  # sorted needles make the binary searches cache-friendly
+            found = np.empty(k, dtype=np.int64)
+            found[order] = np.searchsorted(cumulative, targets[order], side="right")
+            return np.minimum(found, n - 1)
+
+        drawn = self._draw_distinct(rng, length, floor, band)
+        if drawn.size == length:
+            return drawn
         # Mass concentrated on fewer examples than the block needs: finish the draw over the
         # examples not yet drawn with exponential keys E_i / p_i (Efraimidis & Spirakis 2006),
         # which continues the same successive sampling exactly.
@@ -287,7 +404,7 @@ class ZPDAdaptiveSampler(CurriculumSampler):
             "ema": self._ema.copy(),
             "count": self._count.copy(),
             "last": self._last.copy(),
-            "history": np.asarray(self._history, dtype=np.float64),
+            "history": self._history[: self._num_updates].copy(),
             "competence": self._competence,
             "num_observed": self._num_observed,
             "num_nonfinite": self._num_nonfinite,
@@ -305,7 +422,36 @@ class ZPDAdaptiveSampler(CurriculumSampler):
         self._ema = ema.copy()
         self._count = np.asarray(state["count"], dtype=np.uint16).copy()
         self._last = np.asarray(state["last"], dtype=np.int32).copy()
-        self._history = [float(x) for x in np.asarray(state["history"], dtype=np.float64)]
+        history = np.asarray(state["history"], dtype=np.float64).reshape(-1)
+        self._history = np.resize(history, max(64, 2 * history.size))
+        self._history32 = self._history.astype(np.float32)
+        self._num_updates = history.size
         self._competence = float(state["competence"])
         self._num_observed = int(state["num_observed"])
         self._num_nonfinite = int(state["num_nonfinite"])
+
+
+def _occurrence_rounds(
+    indices: np.ndarray, values: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split an update into rounds without repeated indices: round k holds k-th occurrences.
+
+    Applying the rounds in order applies repeated indices in order. Without repeats (the usual
+    step) there is one round; a small step is checked with a set, cheaper than a sort.
+    """
+    if indices.size <= 1024:
+        if len(set(indices.tolist())) == indices.size:
+            return [(indices, values)]
+        order = np.argsort(indices, kind="stable")
+        sorted_idx = indices[order]
+    else:
+        order = np.argsort(indices, kind="stable")
+        sorted_idx = indices[order]
+        if not (sorted_idx[1:] == sorted_idx[:-1]).any():
+            return [(sorted_idx, values[order])]  # sorted rows are cache-friendly
+    first = np.r_[True, sorted_idx[1:] != sorted_idx[:-1]]
+    group_start = np.maximum.accumulate(np.where(first, np.arange(indices.size), 0))
+    occurrence = np.empty(indices.size, dtype=np.int64)
+    occurrence[order] = np.arange(indices.size) - group_start
+    rounds = [occurrence == k for k in range(int(occurrence.max()) + 1)]
+    return [(indices[sel], values[sel]) for sel in rounds]

@@ -1,0 +1,1 @@
+"""The zpd-curriculum benchmark suite: ``python benchmarks/run.py`` (see ``run.py``)."""

@@ -1,0 +1,374 @@
+"""Trainer overhead: wall time of ``trainer.train()`` with each curriculum callback vs none.
+
+A tiny offline Llama (the setup of ``tests/trainer_utils.py``, copied so the benchmarks do not
+import the tests) trains on examples that encode their index. Every round runs six
+configurations (no callback; no callback again, an A/A control; the four callbacks) in a fresh
+random order, each on a freshly built model with the same seed, so machine load hits them alike;
+a callback's ratio is its wall time over the no-callback run *of the same round*, and the table
+gives the median and range of those ratios. ``torch.set_num_threads(1)``: on a shared two-core
+machine a second intra-op thread waits on a busy core (small kernels became up to 100x slower
+with two threads while other jobs ran), so one thread gives steadier step times.
+
+Also recorded per run: the sum of step durations with load spikes clipped, CPU time of the
+process, the ``curriculum/callback_ms_per_step`` the callbacks log (time inside the callback per
+optimizer step), the one-off ``on_train_begin`` time, and the number of training forwards (the
+callbacks must add none).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.trainer_callback import PrinterCallback
+
+from ._common import markdown_table, verdict
+
+PAD, BOS, DIGIT0, FILLER0 = 0, 1, 10, 20
+VOCAB = 64
+
+NONE = "no callback"
+CONTROL = "no callback (A/A control)"
+CALLBACKS = ("RandomCallback", "EasyToHardCallback", "HardToEasyCallback", "ZPDAdaptiveCallback")
+TARGETS = {64: 1.03, 512: 1.01}  # ZPDAdaptiveCallback wall-time ratio per hidden size
+
+
+def index_row(i: int) -> list[int]:
+    """Tokens of example i: BOS, the digits of i, then i-dependent filler of varying length."""
+    digits = [DIGIT0 + int(c) for c in f"{i % 10_000:04d}"]
+    filler = [FILLER0 + (i * 7 + k) % 40 for k in range(3 + i % 5)]
+    return [BOS, *digits, *filler]
+
+
+def index_dataset(n: int):
+    """A ``datasets.Dataset`` of ``n`` rows with ``input_ids`` and ``labels``."""
+    rows = [index_row(i) for i in range(n)]
+    return Dataset.from_dict({"input_ids": rows, "labels": rows})
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Right-pad a list of rows into a causal-LM batch."""
+    width = max(len(b["input_ids"]) for b in batch)
+    ids = torch.full((len(batch), width), PAD)
+    labels = torch.full((len(batch), width), -100)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for r, b in enumerate(batch):
+        k = len(b["input_ids"])
+        ids[r, :k] = torch.as_tensor(b["input_ids"])
+        labels[r, :k] = torch.as_tensor(b["labels"])
+        mask[r, :k] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def tiny_llama(hidden: int, seed: int = 0):
+    """A two-layer Llama with the given hidden size, initialised from ``seed``."""
+    config = LlamaConfig(
+        vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        pad_token_id=PAD, bos_token_id=BOS, eos_token_id=2,
+    )  # fmt: skip
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def make_callback(name: str):
+    """A callback by class name (``None`` for no callback); curricula read ``"length"``."""
+    import zpd_curriculum
+
+    if name in (NONE, CONTROL):
+        return None
+    cls = getattr(zpd_curriculum, name)
+    if name in ("EasyToHardCallback", "HardToEasyCallback"):
+        return cls(difficulty="length")
+    return cls()
+
+
+class _ForwardCounter:
+    """Counts the model's training forwards (grad enabled, training mode)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.count = 0
+        self.handle = model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args) -> None:
+        if module.training and torch.is_grad_enabled():
+            self.count += 1
+
+
+class StepClock(TrainerCallback):
+    """Timestamps of the end of every optimizer step."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+def clipped_step_seconds(ends: list[float], *, clip: float = 3.0) -> float:
+    """Sum of the step durations, each at most ``clip`` times the median step (first dropped).
+
+    Steps that outside load slowed down several-fold are clipped; steady per-step costs, and
+    periodic ones well under ``clip`` steps, are kept.
+    """
+    steps = np.diff(np.asarray(ends))
+    if steps.size == 0:
+        return float("nan")
+    return float(np.minimum(steps, clip * np.median(steps)).sum())
+
+
+def train_once(
+    name: str, *, hidden: int, n: int, batch_size: int, dataset, seed: int = 0
+) -> dict[str, Any]:
+    """Build a Trainer with callback ``name`` and time ``trainer.train()``."""
+    callback = make_callback(name)
+    model = tiny_llama(hidden, seed)
+    counter = _ForwardCounter(model)
+    clock = StepClock()
+    setup = [0.0]
+    if callback is not None:
+        begin = callback.on_train_begin
+
+        def timed_begin(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return begin(*args, **kwargs)
+            finally:
+                setup[0] += time.perf_counter() - start
+
+        callback.on_train_begin = timed_begin  # this instance only
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(
+            model=model,
+            args=TrainingArguments(
+                output_dir=out,
+                per_device_train_batch_size=batch_size,
+                num_train_epochs=1,
+                learning_rate=1e-3,
+                report_to=[],
+                use_cpu=True,
+                seed=seed,
+                save_strategy="no",
+                logging_steps=max(1, min(16, n // batch_size // 4)),
+                disable_tqdm=True,
+                dataloader_num_workers=0,
+            ),  # fmt: skip
+            train_dataset=dataset,
+            data_collator=collate,
+            callbacks=[clock, callback] if callback is not None else [clock],
+        )
+        trainer.remove_callback(PrinterCallback)  # no log lines on stdout
+        gc.collect()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        trainer.train()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        logs = [h for h in trainer.state.log_history if "curriculum/callback_ms_per_step" in h]
+        per_step = [h["curriculum/callback_ms_per_step"] for h in logs]
+        steps = int(trainer.state.global_step)
+        held = _callback_bytes(callback, n) if callback is not None else {}
+    counter.handle.remove()
+    return {
+        "wall_s": wall,
+        "clipped_steps_s": clipped_step_seconds(clock.ends),
+        "cpu_s": cpu,
+        "steps": steps,
+        "forwards": counter.count,
+        "callback_ms_per_step": statistics.mean(per_step) if per_step else None,
+        "on_train_begin_s": setup[0],
+        "callback_bytes_per_example": held,
+    }
+
+
+def _callback_bytes(callback, n: int) -> dict[str, float]:
+    """Per-example arrays the callback itself holds (besides its sampler), bytes per example."""
+    out = {}
+    for name, value in vars(callback).items():
+        if isinstance(value, np.ndarray) and value.size >= n:
+            out[name] = value.nbytes / n
+    return out
+
+
+def run_model(
+    hidden: int, *, rounds: int, n: int, batch_size: int, log: Callable[[str], Any] = print
+) -> dict[str, Any]:
+    """``rounds`` interleaved rounds of the five configurations at one hidden size."""
+    dataset = index_dataset(n)
+    names = [NONE, CONTROL, *CALLBACKS]
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    train_once(NONE, hidden=hidden, n=n, batch_size=batch_size, dataset=dataset)  # warm-up
+    order = np.random.default_rng(hidden)
+    for r in range(rounds):
+        for name in order.permutation(names).tolist():  # a fresh order every round
+            runs[name].append(
+                train_once(name, hidden=hidden, n=n, batch_size=batch_size, dataset=dataset)
+            )
+        log(
+            f"  trainer: hidden {hidden}, round {r + 1}/{rounds}: "
+            + ", ".join(
+                f"{k.replace('Callback', '').replace(' (A/A control)', ' again')} "
+                f"{v[-1]['wall_s']:.2f}s"
+                for k, v in runs.items()
+            )
+        )
+    summary = {}
+    base = runs[NONE]
+    for name in (CONTROL, *CALLBACKS):
+        wall = [a["wall_s"] / b["wall_s"] for a, b in zip(runs[name], base, strict=True)]
+        cpu = [a["cpu_s"] / b["cpu_s"] for a, b in zip(runs[name], base, strict=True)]
+        clipped = [
+            a["clipped_steps_s"] / b["clipped_steps_s"]
+            for a, b in zip(runs[name], base, strict=True)
+        ]
+        ms = [a["callback_ms_per_step"] for a in runs[name] if a["callback_ms_per_step"]]
+        step_ms = statistics.median(1e3 * b["wall_s"] / b["steps"] for b in base)
+        summary[name] = {
+            "wall_ratio_of_minima": min(a["wall_s"] for a in runs[name])
+            / min(b["wall_s"] for b in base),
+            "wall_ratio_median": statistics.median(wall),
+            "wall_ratio_min": min(wall),
+            "wall_ratio_max": max(wall),
+            "clipped_ratio_median": statistics.median(clipped),
+            "clipped_ratio_min": min(clipped),
+            "clipped_ratio_max": max(clipped),
+            "cpu_ratio_median": statistics.median(cpu),
+            "cpu_ratio_min": min(cpu),
+            "cpu_ratio_max": max(cpu),
+            "callback_ms_per_step": statistics.median(ms) if ms else None,
+            "callback_share_of_step": (statistics.median(ms) / step_ms) if ms else None,
+            "on_train_begin_ms": 1e3 * statistics.median(a["on_train_begin_s"] for a in runs[name]),
+            "forwards": runs[name][0]["forwards"],
+            "callback_bytes_per_example": runs[name][0]["callback_bytes_per_example"],
+        }
+    return {
+        "hidden": hidden,
+        "n": n,
+        "batch_size": batch_size,
+        "steps": base[0]["steps"],
+        "forwards_without_callback": base[0]["forwards"],
+        "step_ms_without_callback": statistics.median(1e3 * b["wall_s"] / b["steps"] for b in base),
+        "wall_s_without_callback": statistics.median(b["wall_s"] for b in base),
+        "summary": summary,
+        "runs": runs,
+    }
+
+
+def table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The markdown of the trainer section, and its targets."""
+    rows = []
+    targets = []
+    for key, result in results.items():
+        del key
+        hidden = result["hidden"]
+        for name, s in result["summary"].items():
+            ms = s["callback_ms_per_step"]
+            rows.append(
+                [
+                    f"{hidden}",
+                    name,
+                    f"{s['wall_ratio_median']:.3f} ({s['wall_ratio_min']:.3f}–"
+                    f"{s['wall_ratio_max']:.3f})",
+                    f"{s['wall_ratio_of_minima']:.3f}",
+                    f"{s['clipped_ratio_median']:.3f} ({s['clipped_ratio_min']:.3f}–"
+                    f"{s['clipped_ratio_max']:.3f})",
+                    f"{s['cpu_ratio_median']:.3f} ({s['cpu_ratio_min']:.3f}–"
+                    f"{s['cpu_ratio_max']:.3f})",
+                    "—" if ms is None else f"{ms:.2f} ({100 * s['callback_share_of_step']:.1f}%)",
+                    f"{s['on_train_begin_ms']:.0f}",
+                    f"{s['forwards']} / {result['forwards_without_callback']}",
+                ]
+            )
+        zpd = result["summary"]["ZPDAdaptiveCallback"]
+        control = result["summary"][CONTROL]
+        limit = TARGETS.get(hidden)
+        if limit is not None:
+            targets.append(
+                {
+                    "target": f"ZPDAdaptiveCallback wall time <= {limit:.2f}x no callback, "
+                    f"hidden {hidden}",
+                    "value": f"{zpd['wall_ratio_median']:.3f}× (fastest runs "
+                    f"{zpd['wall_ratio_of_minima']:.3f}×, clipped steps "
+                    f"{zpd['clipped_ratio_median']:.3f}×, in callback "
+                    f"{100 * (zpd['callback_share_of_step'] or math.nan):.1f}% of a step; A/A "
+                    "control "
+                    f"{control['wall_ratio_median']:.3f}×, range "
+                    f"{control['wall_ratio_min']:.3f}–{control['wall_ratio_max']:.3f})",
+                    "met": zpd["wall_ratio_median"] <= limit,
+                }
+            )
+    context = "; ".join(
+        f"hidden {r['hidden']}: {r['n']:,} examples, {r['steps']} optimizer steps, "
+        f"{r['step_ms_without_callback']:.1f} ms/step without a callback"
+        for r in results.values()
+    )
+    first = next(iter(results.values()))
+    rounds = len(first["runs"][NONE])
+    held = {
+        name: s["callback_bytes_per_example"]
+        for name, s in first["summary"].items()
+        if s["callback_bytes_per_example"]
+    }
+    held_text = "; ".join(
+        f"{name}: " + ", ".join(f"`{k}` {v:g}" for k, v in arrays.items())
+        for name, arrays in held.items()
+    )
+    text = [
+        "`trainer.train()` of a two-layer Llama on examples of 8–12 tokens, batch "
+        f"{first['batch_size']}, one epoch, CPU, one torch thread ({context}); {rounds} "
+        "interleaved rounds, each running every configuration once, in a fresh random order, on a "
+        "fresh model. Ratio = time with the callback / time without it in the same round: "
+        'median (min–max); "fastest runs" divides the fastest run of each; "clipped step time" '
+        "sums the optimizer steps' durations with each clipped at 3× the run's median step "
+        "(removes steps slowed by other processes; excludes `on_train_begin`). The A/A control is "
+        "a second run without a callback: its spread is the resolution of the measurement on "
+        "this machine. "
+        '"In callback" is the `curriculum/callback_ms_per_step` the callbacks log. Curricula '
+        'use `difficulty="length"`.',
+        "",
+        markdown_table(
+            [
+                "hidden",
+                "callback",
+                "wall-time ratio",
+                "fastest runs",
+                "clipped step-time ratio",
+                "CPU-time ratio",
+                "in callback, ms/step (share of step)",
+                "on_train_begin, ms",
+                "training forwards (with / without)",
+            ],
+            rows,
+        ),
+        "",
+        f"Per-example arrays the callbacks hold besides their sampler, bytes per example: "
+        f"{held_text or 'none'}.",
+    ]
+    for target in targets:
+        target["verdict"] = verdict(target["met"])
+    return "\n".join(text), targets
+
+
+def run(*, quick: bool, log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """The trainer benchmark at hidden 64 and 512."""
+    torch.set_num_threads(1)
+    # hidden: (examples per run, rounds); one run takes about 2 s at hidden 64, 7 s at 512
+    plan = {64: (256, 2), 512: (128, 2)} if quick else {64: (2048, 11), 512: (768, 9)}
+    return {
+        str(hidden): run_model(hidden, rounds=rounds, n=n, batch_size=16, log=log)
+        for hidden, (n, rounds) in plan.items()
+    }
