@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The tiny study, reduced: 4 conditions x 2 seeds on a CPU (the full grid: drop --seeds).
 study: $(STAMP)
-	$(PY) examples/sampler_tour.py
+	$(VENV)/bin/zpd-curriculum study run --preset tiny --seeds 0 1 --output-dir runs/study-tiny
 
 test: $(STAMP)
 	$(PY) -m pytest

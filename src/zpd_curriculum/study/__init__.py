@@ -1,9 +1,25 @@
 """Tools to reproduce the curriculum-order study (install the ``study`` extra).
 
-Data and prompts (:mod:`._data`), statistics on scipy (:mod:`._stats`) and reports
-(:mod:`._report`).
+Data and prompts (:mod:`._data`), statistics on scipy (:mod:`._stats`), reports
+(:mod:`._report`), the study's settings and presets (:mod:`._config`), runs and the grid
+(:mod:`._runner`), extra plots (:mod:`._plots`) and lm-evaluation-harness (:mod:`._lmeval`,
+``pip install 'zpd-curriculum[eval]'``).
 """
 
+from ._config import (
+    CONDITION_LABELS,
+    CONDITIONS,
+    PRESETS,
+    CurriculumArguments,
+    DataArguments,
+    EvalArguments,
+    ModelArguments,
+    StudyArguments,
+    StudyConfig,
+    TrainArguments,
+    parse_study_args,
+    preset,
+)
 from ._data import (
     ADDITION_INSTRUCTION,
     FIXTURE_PATH,
@@ -25,7 +41,17 @@ from ._data import (
     tokenize_example,
     tokenize_rows,
 )
+from ._lmeval import fixture_task_configs, run_lm_eval
+from ._plots import plot_curriculum_dynamics, plot_data_map, plot_learning_curves
 from ._report import plot_results, render_markdown
+from ._runner import (
+    format_plan,
+    load_results,
+    plan_study,
+    run_one,
+    run_study,
+    write_report,
+)
 from ._stats import (
     MDE,
     Comparison,
@@ -43,15 +69,25 @@ from ._stats import (
 
 __all__ = [
     "ADDITION_INSTRUCTION",
+    "CONDITIONS",
+    "CONDITION_LABELS",
     "FIXTURE_PATH",
     "IGNORE_INDEX",
     "MDE",
+    "PRESETS",
     "PROMPT_TEMPLATES",
     "Comparison",
+    "CurriculumArguments",
+    "DataArguments",
+    "EvalArguments",
     "Interaction",
+    "ModelArguments",
     "PromptTemplate",
     "StudyAnalysis",
+    "StudyArguments",
+    "StudyConfig",
     "Summary",
+    "TrainArguments",
     "UnusableExampleError",
     "adjust_pvalues",
     "analyze",
@@ -61,18 +97,31 @@ __all__ = [
     "describe",
     "evaluate_addition",
     "exact_match",
+    "fixture_task_configs",
     "format_example",
+    "format_plan",
     "greedy_generate",
     "interaction_test",
     "load_instruction_jsonl",
+    "load_results",
     "make_addition_rows",
     "make_addition_splits",
     "make_tiny_llama",
     "minimum_detectable_effect",
     "normalize_row",
+    "parse_study_args",
+    "plan_study",
+    "plot_curriculum_dynamics",
+    "plot_data_map",
+    "plot_learning_curves",
     "plot_results",
     "power",
+    "preset",
     "render_markdown",
+    "run_lm_eval",
+    "run_one",
+    "run_study",
     "tokenize_example",
     "tokenize_rows",
+    "write_report",
 ]
