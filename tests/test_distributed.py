@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -17,10 +18,13 @@ WORKER = Path(__file__).parent / "distributed" / "ddp_worker.py"
 N, WORLD, BATCH, ACCUMULATION = 61, 2, 4, 2
 
 
+_PORTS = itertools.count(29500 + os.getpid() % 1000 * 8)
+
+
 def torchrun(out: Path, strategy: str, resume_from: str | None = None) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
-           "--master_port", str(29500 + os.getpid() % 1000), str(WORKER),
+           "--master_port", str(next(_PORTS)), str(WORKER),
            "--strategy", strategy, "--out", str(out), "--num-examples", str(N)]  # fmt: skip
     if resume_from:
         cmd += ["--resume-from", resume_from]

@@ -102,6 +102,11 @@ def main() -> None:
             result["num_updates"] = s.num_updates
     with open(os.path.join(opts.out, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)
+    # Tear the process group down before exiting: a process that exits with gloo's threads still
+    # running can abort ("terminate called without an active exception").
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
