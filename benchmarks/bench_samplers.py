@@ -38,6 +38,7 @@ from zpd_curriculum import (
     ZPDAdaptiveSampler,
     zpd_weights,
 )
+from zpd_curriculum._callbacks import _lossless_float32
 
 from ._common import Timing, fmt_ms, fmt_range, interleaved, markdown_table, verdict
 
@@ -219,27 +220,31 @@ def state_size(
     *,
     per_step_names: tuple[str, ...] = (),
     difficulty: np.ndarray | None = None,
+    given: np.ndarray | None = None,
 ) -> dict:
     """Bytes the sampler holds per example in memory and writes per example into a checkpoint.
 
     In memory: every numpy array the sampler references (the planned epoch included), with the
-    arrays that grow per optimizer step (``per_step_names``) reported apart. On disk: the file
-    the Trainer callbacks write (``_save_state`` in ``_callbacks.py``): ``np.savez`` of
-    ``state_dict()`` under ``state.*``, plus, when the callback has a difficulty, that
-    difficulty as float64 under ``extra.difficulty``.
+    arrays that grow per optimizer step (``per_step_names``) and the array the sampler was
+    ``given`` as its difficulty, when it references it rather than a copy, reported apart. On
+    disk: the file the Trainer callbacks write (``_save_state`` in ``_callbacks.py``):
+    ``np.savez`` of ``state_dict()`` under ``state.*``, plus, when the callback has a
+    difficulty, that difficulty under ``extra.difficulty`` (float32 when that is exact).
     """
     n = sampler.num_examples
     memory: dict[str, int] = {}
-    per_step = 0
+    per_step = shared = 0
     for name, array in _held_arrays(sampler):
         if name in per_step_names:
             per_step += array.nbytes
+        elif given is not None and np.shares_memory(array, given):
+            shared += array.nbytes
         else:
             memory[name] = memory.get(name, 0) + array.nbytes
     state = sampler.state_dict()
     arrays = {f"state.{k}": np.asarray(v) for k, v in state.items()}
     if difficulty is not None:
-        arrays["extra.difficulty"] = np.asarray(difficulty, dtype=np.float64)
+        arrays["extra.difficulty"] = _lossless_float32(difficulty)
     arrays["meta"] = np.asarray('{"callback": "benchmark"}')
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "state.npz")
@@ -251,6 +256,7 @@ def state_size(
         "memory_bytes_per_example": sum(memory.values()) / n,
         "memory_breakdown": {k: v / n for k, v in memory.items()},
         "memory_per_step_bytes_total": per_step,
+        "memory_shared_with_caller_per_example": shared / n,
         "disk_bytes_per_example": (disk - step_disk) / n,
         "disk_breakdown": {k: v / n for k, v in disk_arrays.items()},
         "disk_per_step_bytes_total": step_disk,
@@ -260,7 +266,8 @@ def state_size(
 def state_sizes(n: int, *, block: int = BLOCK) -> dict[str, Any]:
     """State size of each sampler after one epoch planned and (ZPD) every example observed."""
     rng = np.random.default_rng(0)
-    difficulty = rng.random(n)
+    # float64 holding float32 values, as the callbacks hold a loss score or a length
+    difficulty = rng.random(n, dtype=np.float32).astype(np.float64)
     samplers: dict[str, CurriculumSampler] = {
         "Random": RandomSampler(n, refresh_every=block),
         "EasyToHard": EasyToHardSampler(n, difficulty=difficulty, refresh_every=block),
@@ -276,7 +283,9 @@ def state_sizes(n: int, *, block: int = BLOCK) -> dict[str, Any]:
             fill_table(sampler, rng)
         sampler.plan_until(sampler.num_samples)  # a whole epoch planned: the largest state
         steps = sampler.num_updates if isinstance(sampler, ZPDAdaptiveSampler) else 0
-        size = state_size(sampler, per_step_names=("_history", "_history32"))
+        size = state_size(
+            sampler, per_step_names=("_history", "_history32"), given=difficulty
+        )
         size["checkpoint_with_callback_difficulty"] = (
             state_size(sampler, difficulty=difficulty)["disk_bytes_per_example"]
             if name != "Random" and name != "ZPDAdaptive"
@@ -332,22 +341,36 @@ def table(results: dict[str, Any], sizes: dict[str, Any]) -> tuple[str, list[dic
     ]
     size_rows = []
     for name, size in sizes.items():
+        shared = size.get("memory_shared_with_caller_per_example", 0.0)
         size_rows.append(
             [
                 name,
                 f"{size['memory_bytes_per_example']:.2f}",
                 ", ".join(f"{k} {v:.2f}" for k, v in size["memory_breakdown"].items()),
+                f"{shared:.2f}" if shared else "—",
                 f"{size['disk_bytes_per_example']:.2f}",
+                f"{size['checkpoint_with_callback_difficulty']:.2f}",
             ]
         )
     text += [
         "",
         "Bytes of state per example, one epoch planned (ZPD: every example observed). The ZPD "
         "competence history grows by one float64 per optimizer step (12 bytes in memory, "
-        "8 on disk), reported apart.",
+        "8 on disk), reported apart. A sampler given a float64 difficulty keeps a reference to "
+        "that array, not a copy (shown apart: the caller holds it anyway, e.g. the Trainer "
+        "callback for its metrics and checkpoints). The callback's checkpoint file adds the "
+        "difficulty to the sampler's state: float32 when that is exact, as for loss scores "
+        "and lengths (used here), else float64.",
         "",
         markdown_table(
-            ["sampler", "in memory", "memory breakdown (bytes/example)", "checkpoint (np.savez)"],
+            [
+                "sampler",
+                "in memory",
+                "memory breakdown (bytes/example)",
+                "referenced difficulty",
+                "checkpoint (np.savez)",
+                "callback checkpoint file",
+            ],
             size_rows,
         ),
     ]
@@ -372,15 +395,14 @@ def table(results: dict[str, Any], sizes: dict[str, Any]) -> tuple[str, list[dic
                 "met": wrs / zpd >= 10,
             }
         )
-    for name in ("ZPDAdaptive", "ZPDAdaptive (difficulty prior)"):
-        size = sizes[name]
-        worst = max(size["memory_bytes_per_example"], size["disk_bytes_per_example"])
+    for name, size in sizes.items():
+        memory, disk = size["memory_bytes_per_example"], size["disk_bytes_per_example"]
         targets.append(
             {
-                "target": f"{name}: <= 16 bytes per example in memory and on disk",
-                "value": f"{size['memory_bytes_per_example']:.2f} / "
-                f"{size['disk_bytes_per_example']:.2f}",
-                "met": worst <= 16,
+                "target": f"{name}: <= 16 bytes of sampler state per example in memory and on "
+                "disk",
+                "value": f"{memory:.2f} / {disk:.2f}",
+                "met": max(memory, disk) <= 16,
             }
         )
     for target in targets:

@@ -1,11 +1,12 @@
 """Trainer overhead: wall time of ``trainer.train()`` with each curriculum callback vs none.
 
 A tiny offline Llama (the setup of ``tests/trainer_utils.py``, copied so the benchmarks do not
-import the tests) trains on examples that encode their index. Every round runs six
-configurations (no callback; no callback again, an A/A control; the four callbacks) in a fresh
-random order, each on a freshly built model with the same seed, so machine load hits them alike;
-a callback's ratio is its wall time over the no-callback run *of the same round*, and the table
-gives the median and range of those ratios. ``torch.set_num_threads(1)``: on a shared two-core
+import the tests) trains on examples that encode their index. Every round runs five
+configurations (no callback, an A/A control; the four callbacks) in a fresh random order, each
+on a freshly built model with the same seed and each *at the same time* as its own run without a
+callback, one per core, so machine load hits both alike; a callback's ratio is its wall time over
+that simultaneous run's, and the table gives the median, range and a bootstrap interval of the
+median of those ratios. ``torch.set_num_threads(1)``: on a shared two-core
 machine a second intra-op thread waits on a busy core (small kernels became up to 100x slower
 with two threads while other jobs ran), so one thread gives steadier step times.
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import gc
 import math
+import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -134,9 +137,19 @@ def clipped_step_seconds(ends: list[float], *, clip: float = 3.0) -> float:
 
 
 def train_once(
-    name: str, *, hidden: int, n: int, batch_size: int, dataset, seed: int = 0
+    name: str,
+    *,
+    hidden: int,
+    n: int,
+    batch_size: int,
+    dataset,
+    seed: int = 0,
+    ready: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
-    """Build a Trainer with callback ``name`` and time ``trainer.train()``."""
+    """Build a Trainer with callback ``name`` and time ``trainer.train()``.
+
+    ``ready`` is called after the set-up, right before the timed part (to start two runs at once).
+    """
     callback = make_callback(name)
     model = tiny_llama(hidden, seed)
     counter = _ForwardCounter(model)
@@ -175,6 +188,8 @@ def train_once(
         )
         trainer.remove_callback(PrinterCallback)  # no log lines on stdout
         gc.collect()
+        if ready is not None:
+            ready()
         wall0, cpu0 = time.perf_counter(), time.process_time()
         trainer.train()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -186,6 +201,7 @@ def train_once(
     return {
         "wall_s": wall,
         "clipped_steps_s": clipped_step_seconds(clock.ends),
+        "median_step_s": float(np.median(np.diff(clock.ends))) if len(clock.ends) > 1 else None,
         "cpu_s": cpu,
         "steps": steps,
         "forwards": counter.count,
@@ -204,40 +220,130 @@ def _callback_bytes(callback, n: int) -> dict[str, float]:
     return out
 
 
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Bootstrap (percentile) interval of the median of ``values``, reproducible."""
+    from scipy.stats import bootstrap
+
+    if len(values) < 3:
+        return math.nan, math.nan
+    result = bootstrap(
+        (np.asarray(values),), np.median, confidence_level=confidence, method="percentile",
+        n_resamples=9999, rng=np.random.default_rng(0),
+    )  # fmt: skip
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def _pair_worker(core: int, conn, barrier) -> None:
+    """A process pinned to one core: runs the trainings it is sent, each started with its twin."""
+    os.sched_setaffinity(0, {core})
+    torch.set_num_threads(1)
+    datasets: dict[int, Any] = {}
+    while (job := conn.recv()) is not None:
+        name, hidden, n, batch_size = job
+        if n not in datasets:
+            datasets[n] = index_dataset(n)
+        conn.send(
+            train_once(
+                name, hidden=hidden, n=n, batch_size=batch_size, dataset=datasets[n],
+                ready=barrier.wait,
+            )  # fmt: skip
+        )
+
+
+class _Pairs:
+    """Runs two trainings at once, one per core, so that load from other processes hits both.
+
+    On a shared machine the speed changes from second to second; runs of a pair overlap in time,
+    so their ratio cancels most of that, where runs one after the other do not. The cores swap
+    roles from one pair to the next. With fewer than two cores the pair runs one after the other.
+    """
+
+    def __init__(self) -> None:
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.cores = cores[:2]
+        self.workers: list[tuple[Any, Any]] = []
+        if len(self.cores) < 2:
+            return
+        context = multiprocessing.get_context("spawn")
+        self.barrier = context.Barrier(2)  # held here until the workers have their copy
+        for core in self.cores:
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=_pair_worker, args=(core, child, self.barrier), daemon=True
+            )
+            process.start()
+            self.workers.append((parent, process))
+
+    def run(self, names: tuple[str, str], **job: Any) -> list[dict[str, Any]]:
+        if not self.workers:
+            dataset = index_dataset(job["n"])
+            return [train_once(name, dataset=dataset, **job) for name in names]
+        for (conn, _), name in zip(self.workers, names, strict=True):
+            conn.send((name, job["hidden"], job["n"], job["batch_size"]))
+        return [conn.recv() for conn, _ in self.workers]
+
+    def close(self) -> None:
+        for conn, process in self.workers:
+            conn.send(None)
+            process.join(timeout=30)
+
+
+def _paired_ratios(runs: list[dict], bases: list[dict], key: str) -> list[float]:
+    """Per round: the geometric mean of the two simultaneous pairs' ratios (cores swapped).
+
+    One core of a shared machine can be steadily faster than the other; running each side of a
+    pair once on each core and taking the geometric mean cancels that.
+    """
+    ratios = [a[key] / b[key] for a, b in zip(runs, bases, strict=True)]
+    return [math.sqrt(x * y) for x, y in zip(ratios[::2], ratios[1::2], strict=True)]
+
+
 def run_model(
     hidden: int, *, rounds: int, n: int, batch_size: int, log: Callable[[str], Any] = print
 ) -> dict[str, Any]:
-    """``rounds`` interleaved rounds of the five configurations at one hidden size."""
-    dataset = index_dataset(n)
-    names = [NONE, CONTROL, *CALLBACKS]
+    """``rounds`` rounds; in each, every configuration runs at the same time as a no-callback run.
+
+    Each configuration (the A/A control and the four callbacks) is paired with its own
+    no-callback run, the two started together on the two cores (see :class:`_Pairs`), twice, the
+    cores swapping sides; configurations run in a fresh random order every round.
+    """
+    names = [CONTROL, *CALLBACKS]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    train_once(NONE, hidden=hidden, n=n, batch_size=batch_size, dataset=dataset)  # warm-up
-    order = np.random.default_rng(hidden)
-    for r in range(rounds):
-        for name in order.permutation(names).tolist():  # a fresh order every round
-            runs[name].append(
-                train_once(name, hidden=hidden, n=n, batch_size=batch_size, dataset=dataset)
+    bases: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    job = {"hidden": hidden, "n": n, "batch_size": batch_size}
+    pairs = _Pairs()
+    try:
+        pairs.run((NONE, NONE), **job)  # warm-up
+        order = np.random.default_rng(hidden)
+        for r in range(rounds):
+            for name in order.permutation(names).tolist():
+                for swap in (False, True):  # each core runs each side once
+                    first, second = pairs.run((name, NONE) if swap else (NONE, name), **job)
+                    runs[name].append(first if swap else second)
+                    bases[name].append(second if swap else first)
+            log(
+                f"  trainer: hidden {hidden}, round {r + 1}/{rounds}: "
+                + ", ".join(
+                    f"{k.replace('Callback', '').replace('no callback (A/A control)', 'A/A')} "
+                    f"{_paired_ratios(v[-2:], bases[k][-2:], 'wall_s')[0]:.3f}"
+                    for k, v in runs.items()
+                )
             )
-        log(
-            f"  trainer: hidden {hidden}, round {r + 1}/{rounds}: "
-            + ", ".join(
-                f"{k.replace('Callback', '').replace(' (A/A control)', ' again')} "
-                f"{v[-1]['wall_s']:.2f}s"
-                for k, v in runs.items()
-            )
-        )
+    finally:
+        pairs.close()
+    runs[NONE] = [b for name in names for b in bases[name]]
     summary = {}
-    base = runs[NONE]
     for name in (CONTROL, *CALLBACKS):
-        wall = [a["wall_s"] / b["wall_s"] for a, b in zip(runs[name], base, strict=True)]
-        cpu = [a["cpu_s"] / b["cpu_s"] for a, b in zip(runs[name], base, strict=True)]
-        clipped = [
-            a["clipped_steps_s"] / b["clipped_steps_s"]
-            for a, b in zip(runs[name], base, strict=True)
-        ]
+        base = bases[name]
+        wall = _paired_ratios(runs[name], base, "wall_s")
+        cpu = _paired_ratios(runs[name], base, "cpu_s")
+        clipped = _paired_ratios(runs[name], base, "clipped_steps_s")
         ms = [a["callback_ms_per_step"] for a in runs[name] if a["callback_ms_per_step"]]
         step_ms = statistics.median(1e3 * b["wall_s"] / b["steps"] for b in base)
+        low, high = median_interval(wall)
         summary[name] = {
+            "wall_ratio_ci_low": low,
+            "wall_ratio_ci_high": high,
             "wall_ratio_of_minima": min(a["wall_s"] for a in runs[name])
             / min(b["wall_s"] for b in base),
             "wall_ratio_median": statistics.median(wall),
@@ -259,10 +365,12 @@ def run_model(
         "hidden": hidden,
         "n": n,
         "batch_size": batch_size,
-        "steps": base[0]["steps"],
-        "forwards_without_callback": base[0]["forwards"],
-        "step_ms_without_callback": statistics.median(1e3 * b["wall_s"] / b["steps"] for b in base),
-        "wall_s_without_callback": statistics.median(b["wall_s"] for b in base),
+        "steps": runs[NONE][0]["steps"],
+        "forwards_without_callback": runs[NONE][0]["forwards"],
+        "step_ms_without_callback": statistics.median(
+            1e3 * b["wall_s"] / b["steps"] for b in runs[NONE]
+        ),
+        "wall_s_without_callback": statistics.median(b["wall_s"] for b in runs[NONE]),
         "summary": summary,
         "runs": runs,
     }
@@ -283,6 +391,7 @@ def table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                     name,
                     f"{s['wall_ratio_median']:.3f} ({s['wall_ratio_min']:.3f}–"
                     f"{s['wall_ratio_max']:.3f})",
+                    f"{s['wall_ratio_ci_low']:.3f}–{s['wall_ratio_ci_high']:.3f}",
                     f"{s['wall_ratio_of_minima']:.3f}",
                     f"{s['clipped_ratio_median']:.3f} ({s['clipped_ratio_min']:.3f}–"
                     f"{s['clipped_ratio_max']:.3f})",
@@ -301,7 +410,8 @@ def table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 {
                     "target": f"ZPDAdaptiveCallback wall time <= {limit:.2f}x no callback, "
                     f"hidden {hidden}",
-                    "value": f"{zpd['wall_ratio_median']:.3f}× (fastest runs "
+                    "value": f"{zpd['wall_ratio_median']:.3f}× (95% CI "
+                    f"{zpd['wall_ratio_ci_low']:.3f}–{zpd['wall_ratio_ci_high']:.3f}, fastest runs "
                     f"{zpd['wall_ratio_of_minima']:.3f}×, clipped steps "
                     f"{zpd['clipped_ratio_median']:.3f}×, in callback "
                     f"{100 * (zpd['callback_share_of_step'] or math.nan):.1f}% of a step; A/A "
@@ -317,7 +427,7 @@ def table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         for r in results.values()
     )
     first = next(iter(results.values()))
-    rounds = len(first["runs"][NONE])
+    rounds = len(first["runs"][CONTROL])
     held = {
         name: s["callback_bytes_per_example"]
         for name, s in first["summary"].items()
@@ -330,9 +440,14 @@ def table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     text = [
         "`trainer.train()` of a two-layer Llama on examples of 8–12 tokens, batch "
         f"{first['batch_size']}, one epoch, CPU, one torch thread ({context}); {rounds} "
-        "interleaved rounds, each running every configuration once, in a fresh random order, on a "
-        "fresh model. Ratio = time with the callback / time without it in the same round: "
-        'median (min–max); "fastest runs" divides the fastest run of each; "clipped step time" '
+        "rounds, each running every configuration once, in a fresh random order, on a fresh "
+        "model, at the same time as a run without a callback: the two start together, one on "
+        "each core, so load from other processes hits both; each pair runs twice, the cores "
+        "swapping sides (one core can be steadily faster than the other). A round's ratio is "
+        "the geometric mean of the two pairs' ratios (time with the callback / time of the "
+        "simultaneous run without): median (min–max) over rounds, and a bootstrap 95% interval "
+        "of the median; "
+        '"fastest runs" divides the fastest run of each; "clipped step time" '
         "sums the optimizer steps' durations with each clipped at 3× the run's median step "
         "(removes steps slowed by other processes; excludes `on_train_begin`). The A/A control is "
         "a second run without a callback: its spread is the resolution of the measurement on "
@@ -345,6 +460,7 @@ def table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 "hidden",
                 "callback",
                 "wall-time ratio",
+                "95% CI of the median",
                 "fastest runs",
                 "clipped step-time ratio",
                 "CPU-time ratio",
@@ -367,7 +483,7 @@ def run(*, quick: bool, log: Callable[[str], Any] = print) -> dict[str, Any]:
     """The trainer benchmark at hidden 64 and 512."""
     torch.set_num_threads(1)
     # hidden: (examples per run, rounds); one run takes about 2 s at hidden 64, 7 s at 512
-    plan = {64: (256, 2), 512: (128, 2)} if quick else {64: (2048, 11), 512: (768, 9)}
+    plan = {64: (256, 2), 512: (128, 2)} if quick else {64: (2048, 11), 512: (768, 7)}
     return {
         str(hidden): run_model(hidden, rounds=rounds, n=n, batch_size=16, log=log)
         for hidden, (n, rounds) in plan.items()

@@ -84,8 +84,17 @@ def test_scoring_pass_agrees_with_the_naive_loop():
     result = bench_scoring.run_config(64, 12, n=12, repeats=1, batch_size=4)  # asserts equality
     assert 0.0 <= result["max_abs_difference"] < 2e-5
     assert 0.0 < result["naive_gemm_share"] < 1.0
-    text, targets = bench_scoring.table({"configs": [result]})
-    assert "hidden 64, 8–12 tokens" in text and len(targets) == 1
+    assert result["naive_flops"] > 0 and result["batched_flops"] > 0
+    peak = bench_scoring.peak_flops(repeats=1)
+    text, targets = bench_scoring.table({"configs": [result], "peak_flops": peak})
+    assert "hidden 64, 8–12 tokens" in text and "ceiling of any speed-up" in text
+    assert len(targets) == 1
+
+
+def test_flop_count_and_peak_rate():
+    a, b = torch.randn(8, 16), torch.randn(16, 4)
+    assert bench_scoring.counted_flops(lambda: torch.mm(a, b)) == 2 * 8 * 16 * 4
+    assert 1e8 < bench_scoring.peak_flops(repeats=1) < 1e13  # a CPU thread's float32 rate
 
 
 def test_callbacks_add_no_training_forward_and_log_their_cost():
@@ -100,6 +109,13 @@ def test_callbacks_add_no_training_forward_and_log_their_cost():
     assert none["forwards"] == zpd["forwards"] == none["steps"] == 8
     assert zpd["callback_ms_per_step"] > 0
     assert "_trained" in zpd["callback_bytes_per_example"]
+
+
+def test_paired_ratios_cancel_a_faster_core():
+    # the callback costs 5%; core 0 runs 10% faster than core 1, and each side runs on each core
+    base = [{"wall_s": 1.0}, {"wall_s": 0.9}] * 2
+    runs = [{"wall_s": 0.9 * 1.05}, {"wall_s": 1.0 * 1.05}] * 2
+    assert bench_trainer._paired_ratios(runs, base, "wall_s") == pytest.approx([1.05, 1.05])
 
 
 def test_render_writes_the_machine_line_and_the_targets():

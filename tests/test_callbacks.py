@@ -116,6 +116,29 @@ def test_losses_are_credited_to_the_right_examples(tmp_path, setup):
     assert callback.sampler.num_updates == trainer.state.global_step
 
 
+@pytest.mark.parametrize("setup", ["plain", "grad_accumulation", "drop_last"])
+def test_losses_committed_in_batches_equal_committing_every_step(tmp_path, monkeypatch, setup):
+    """Losses wait on the device for several steps; the sampler ends exactly as if they had not."""
+    import zpd_curriculum._callbacks as module
+
+    kw = {"callback_kw": {"refresh_every": 16}, "logging_steps": 7, **SETUPS[setup]}
+    transfers = []  # examples per device-to-host transfer of losses
+    gather = module._gather_ranks
+    monkeypatch.setattr(
+        module, "_gather_ranks", lambda t, world: transfers.append(t.shape[1]) or gather(t, world)
+    )
+    batched, batched_cb, _, batched_rec = train_and_record(tmp_path / "a", "zpd_adaptive", **kw)
+    batched_transfers, transfers[:] = len(transfers), []
+    monkeypatch.setattr(module, "_MAX_PENDING_STEPS", 1)
+    every, every_cb, _, every_rec = train_and_record(tmp_path / "b", "zpd_adaptive", **kw)
+    assert len(transfers) == every.state.global_step > 2 * batched_transfers
+    assert batched_rec.indices == every_rec.indices
+    state, reference = batched_cb.sampler.state_dict(), every_cb.sampler.state_dict()
+    assert state.keys() == reference.keys()
+    for key, value in reference.items():
+        np.testing.assert_array_equal(state[key], value, err_msg=key)
+
+
 # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing` alias
 @pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 def test_peft_lora_model(tmp_path):

@@ -393,7 +393,6 @@ def test_humaneval_needs_confirmation(tmp_path):
         run_lm_eval(pretrained=tmp_path, tasks=["humaneval"])
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # lm-eval's own dependencies
 def test_real_lm_eval_runs_the_offline_fixture_tasks(tmp_path, monkeypatch):
     pytest.importorskip("lm_eval")

@@ -132,6 +132,39 @@ def test_update_validates_shapes_and_indices():
         sampler.update([0, 1], [1.0])
     with pytest.raises(ValueError, match=r"in \[0, 4\)"):
         sampler.update([4], [1.0])
+    with pytest.raises(ValueError, match="add up to the 2 rows"):
+        sampler.update([0, 1], [1.0, 2.0], step_sizes=[1, 2])
+    with pytest.raises(ValueError, match="non-negative"):
+        sampler.update([0, 1], [1.0, 2.0], step_sizes=[3, -1])
+
+
+@given(
+    steps=st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(0, 7),
+                st.one_of(st.floats(0, 10, width=32), st.sampled_from([np.nan, np.inf, 1e300])),
+            ),
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    momentum=st.floats(0.0, 1.0),
+)
+def test_several_steps_in_one_update_equal_one_update_per_step(steps, momentum):
+    one_call = ZPDAdaptiveSampler(8, loss_momentum=momentum, competence_momentum=momentum)
+    per_step = ZPDAdaptiveSampler(8, loss_momentum=momentum, competence_momentum=momentum)
+    rows = [row for step in steps for row in step]
+    one_call.update(
+        [i for i, _ in rows], [v for _, v in rows], step_sizes=[len(step) for step in steps]
+    )
+    for step in steps:
+        per_step.update([i for i, _ in step], [v for _, v in step])
+    state, expected = one_call.state_dict(), per_step.state_dict()
+    assert state.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_array_equal(state[key], value, err_msg=key)
 
 
 @pytest.mark.parametrize(

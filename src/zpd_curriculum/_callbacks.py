@@ -6,10 +6,14 @@ the callback builds its sampler and puts it inside the Trainer's own data loader
 unchanged. A forward hook on the model reads each training micro-batch's per-example losses from
 the training forward itself; they are credited to dataset indices by position: micro-batch ``m``
 of an epoch holds the sampler's positions ``[m * batch_size, (m + 1) * batch_size)``, and the
-micro-batch counter advances on the Trainer's ``on_substep_end`` / ``on_step_end`` events. Losses
-are committed to the sampler once per optimizer step (one device sync per step), and the ZPD
-sampler plans its next blocks right then, at fixed points of training, far enough ahead of the
-data loader's look-ahead that plans never depend on when a loader worker happens to ask.
+micro-batch counter advances on the Trainer's ``on_substep_end`` / ``on_step_end`` events.
+
+Losses stay on the device until they are needed, and are then committed to the sampler in one
+transfer (one all-gather across ranks): before the ZPD sampler plans its next block, before a log
+or a checkpoint, at the end of an epoch, and at least every ``_MAX_PENDING_STEPS`` optimizer steps.
+They are applied one optimizer step at a time, so the sampler ends up exactly as if every step
+had been committed on its own. The ZPD plan is made at fixed points of training, far enough ahead
+of the data loader's look-ahead that plans never depend on when a loader worker happens to ask.
 
 Exactness is checked at run time: every ``check_every`` optimizer steps the tokens of one row of
 the batch are compared with the dataset row they are credited to, and a mismatch stops training.
@@ -64,6 +68,8 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "zpd_curriculum_state.npz"
 """Name of the side file each checkpoint directory gets (the sampler state, atomically written)."""
 _CACHE_DIR = "zpd_curriculum_cache"
+# Optimizer steps whose losses may wait on the device before a commit (see the module docstring).
+_MAX_PENDING_STEPS = 64
 
 
 class CurriculumCallback(TrainerCallback):
@@ -142,10 +148,11 @@ class CurriculumCallback(TrainerCallback):
     # ------------------------------------------------------------------ set-up
     def _reset_run_state(self) -> None:
         self._pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []
-        self._check: tuple[int, int, torch.Tensor] | None = None
+        self._checks: list[tuple[int, int, torch.Tensor]] = []  # (micro-batch, row, tokens)
         self._check_now = False
         self._micro = 0
         self._committed_micro = 0
+        self._step_ends: list[int] = []  # micro-batch counter after each uncommitted step
         self._skip_first = 0
         self._next_epoch = 0
         self._trained: np.ndarray | None = None
@@ -196,7 +203,7 @@ class CurriculumCallback(TrainerCallback):
             saved = self._saved_state(args, state, resume_from)
         if saved is not None and "difficulty" in saved[2]:
             # the difficulty the run started with (a "loss" score of the *initial* model)
-            self.difficulty = saved[2]["difficulty"]
+            self.difficulty = np.asarray(saved[2]["difficulty"], dtype=np.float64)
         else:
             self.difficulty = _resolve_difficulty(
                 self.difficulty_source,
@@ -252,6 +259,7 @@ class CurriculumCallback(TrainerCallback):
         """Select the epoch and plan its first blocks before the data loader starts."""
         if self.sampler is None:
             return
+        self._commit()  # nothing is pending unless on_epoch_end was skipped
         self.sampler.set_epoch(self._next_epoch)
         self._next_epoch += 1
         self._micro = self._committed_micro = self._skip_first
@@ -267,20 +275,27 @@ class CurriculumCallback(TrainerCallback):
         self._micro += 1
 
     def on_step_end(self, args, state, control, **kwargs):
-        """Commit the step's losses, track what was trained, plan ahead."""
+        """Close the step; commit pending losses when due; plan ahead."""
         if self.sampler is None:
             return
         start = time.perf_counter()
         self._micro += 1
-        self._commit()
+        self._step_ends.append(self._micro)
+        if len(self._step_ends) >= _MAX_PENDING_STEPS:
+            self._commit()
         self._plan()
         self._cost[0] += time.perf_counter() - start
         self._cost[1] += 1
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        """Commit what the epoch trained while its plan is still current."""
+        self._timed_commit()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         """Add ``curriculum/*`` metrics to the Trainer's training logs."""
         if self.sampler is None or logs is None or "loss" not in logs:
             return
+        self._timed_commit()  # every rank logs the training loss, so every rank commits
         metrics = self.metrics()
         logs.update(metrics)
         history = state.log_history
@@ -289,6 +304,7 @@ class CurriculumCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         """Write the sampler's state into the checkpoint directory (atomically, on rank 0)."""
+        self._timed_commit()  # on every rank: a commit gathers from all of them
         if self.sampler is None or not state.is_world_process_zero:
             return
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
@@ -300,11 +316,14 @@ class CurriculumCallback(TrainerCallback):
             "dataset_fingerprint": self._fingerprint,
             "global_step": int(state.global_step),
         }
-        extra = {} if self.difficulty is None else {"difficulty": self.difficulty}
+        extra = {}
+        if self.difficulty is not None:
+            extra["difficulty"] = _lossless_float32(self.difficulty)
         _save_state(os.path.join(folder, STATE_FILE), self.sampler.state_dict(), meta, extra)
 
     def on_train_end(self, args, state, control, **kwargs):
-        """Remove the forward hook."""
+        """Commit what is left and remove the forward hook."""
+        self._timed_commit()
         self._remove_hook()
 
     # ------------------------------------------------------------------ losses
@@ -334,54 +353,71 @@ class CurriculumCallback(TrainerCallback):
                     "in it: per-example losses cannot be attributed. This happens when a data "
                     "collator drops or adds rows; use a collator that keeps one row per example."
                 )
-            self._pending.append((m, sums.detach(), counts.detach()))
-        if self._check_now and self._check is None and "input_ids" in kwargs:
+            self._pending.append((m, sums, counts))  # computed from detached tensors
+        if self._check_now and "input_ids" in kwargs:  # the step's first micro-batch
+            self._check_now = False
             row = m % max(hi - lo, 1)
-            self._check = (m, row, _row_tokens(kwargs, row))
+            self._checks.append((m, row, _row_tokens(kwargs, row)))
         self._cost[0] += time.perf_counter() - start
 
+    def _timed_commit(self) -> None:
+        if self.sampler is not None:
+            start = time.perf_counter()
+            self._commit()
+            self._cost[0] += time.perf_counter() - start
+
     def _commit(self) -> None:
-        lo, hi = self._committed_micro * self._batch_size, self._micro * self._batch_size
-        self._committed_micro = self._micro
-        # what every rank trained this step, in rank order (all ranks share one global plan)
-        per_rank = [self.sampler.indices_at(lo, hi, rank=r) for r in range(self._world)]
-        trained = np.concatenate(per_rank)
-        if trained.size == 0:
+        """Apply the optimizer steps since the last commit: one transfer, then step by step."""
+        ends, self._step_ends = self._step_ends, []
+        if not ends:
             return
-        self._trained[trained] = True
-        self._since_log.append(trained)
-        if self._check is not None:
-            m, row, tokens = self._check
-            self._check = None
-            index = int(self.sampler.indices_at(m * self._batch_size + row,
-                                                m * self._batch_size + row + 1)[0])
+        size, first = self._batch_size, self._committed_micro
+        self._committed_micro = ends[-1]
+        lo = first * size
+        # what every rank trained in these steps; all ranks share one global plan, so any rank
+        # can tell what the others trained without sending indices
+        trained = np.stack(
+            [self.sampler.indices_at(lo, ends[-1] * size, rank=r) for r in range(self._world)]
+        )  # (world, positions)
+        if not trained.size:
+            return
+        self._trained[trained.reshape(-1)] = True
+        self._since_log.append(trained.reshape(-1))
+        checks, self._checks = self._checks, []
+        for m, row, tokens in checks:
+            index = int(trained[self._rank, m * size + row - lo])
             _verify_row(self._dataset, index, tokens.cpu(), micro=m)
         if not self._pending:
             return
         micro = [m for m, _, _ in self._pending]
-        if micro != list(range(lo // self._batch_size, hi // self._batch_size)):
+        if micro != list(range(first, ends[-1])):
             raise RuntimeError(
-                f"The forward hook saw micro-batches {micro} in an optimizer step that trained "
-                f"micro-batches {lo // self._batch_size} to {hi // self._batch_size - 1}: "
-                "per-example losses cannot be attributed. Please report this setup."
+                f"The forward hook saw micro-batches {micro} in optimizer steps that trained "
+                f"micro-batches {first} to {ends[-1] - 1}: per-example losses cannot be "
+                "attributed. Please report this setup."
             )
         local = torch.stack(
             [torch.cat([s for _, s, _ in self._pending]).float(),
              torch.cat([c for _, _, c in self._pending]).float()]
         )  # fmt: skip
         self._pending = []
-        sums, counts = _gather_ranks(local, self._world).cpu().numpy()  # one sync per step
-        indices = trained  # the step's micro-batches, every rank's, in rank order
-        if indices.size != sums.size:
+        if local.shape[1] != trained.shape[1]:
             raise RuntimeError(
-                f"{sums.size} per-example losses arrived for {indices.size} trained examples: "
-                "some micro-batch was not seen by the forward hook. Please report this setup."
+                f"{local.shape[1]} per-example losses arrived for {trained.shape[1]} trained "
+                "examples: some micro-batch was not seen by the forward hook. Please report "
+                "this setup."
             )
+        sums, counts = _gather_ranks(local, self._world).cpu().numpy()  # the one device sync
         with np.errstate(invalid="ignore", divide="ignore"):
-            losses = sums / counts
+            losses = (sums / counts).reshape(self._world, -1)  # rank-major, like `trained`
+        # step by step, each step's examples in rank order: as if committed after every step
+        bounds = (np.minimum(np.asarray([first, *ends]) * size, len(self.sampler)) - lo).tolist()
+        spans = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+        indices = np.concatenate([trained[:, a:b].reshape(-1) for a, b in spans])
+        losses = np.concatenate([losses[:, a:b].reshape(-1) for a, b in spans])
         if self._loss_stats is not None:
             self._accumulate(indices, losses)
-        self._update(indices, losses)
+        self._update(indices, losses, [(b - a) * self._world for a, b in spans])
 
     def _accumulate(self, indices: np.ndarray, losses: np.ndarray) -> None:
         stats = self._loss_stats
@@ -418,8 +454,8 @@ class CurriculumCallback(TrainerCallback):
                 "std": np.where(count > 0, np.sqrt(m2 / count), np.nan),
             }
 
-    def _update(self, indices: np.ndarray, losses: np.ndarray) -> None:
-        """Feed one optimizer step's per-example losses to the strategy (ZPD only)."""
+    def _update(self, indices: np.ndarray, losses: np.ndarray, step_sizes: list[int]) -> None:
+        """Feed consecutive optimizer steps' per-example losses to the strategy (ZPD only)."""
 
     def _plan(self) -> None:
         """Plan the stream ahead of the data loader (only the ZPD plan depends on losses)."""
@@ -606,20 +642,23 @@ class ZPDAdaptiveCallback(CurriculumCallback):
             n, difficulty=self.difficulty, **common, **self.sampler_options
         )
 
-    def _update(self, indices: np.ndarray, losses: np.ndarray) -> None:
+    def _update(self, indices: np.ndarray, losses: np.ndarray, step_sizes: list[int]) -> None:
         if self._percentile is None:
             self._drawn_losses.append(self.sampler.example_losses_at(indices))
-        self.sampler.update(indices, losses)
+        self.sampler.update(indices, losses, step_sizes=step_sizes)
 
     def _plan(self) -> None:
         ahead = (self._micro + self._plan_ahead) * self._batch_size * self._world
-        self.sampler.plan_until(ahead)
+        planned = self.sampler.planned_until
+        if ahead > planned and planned < self.sampler.num_samples:
+            self._commit()  # a new block is planned from every loss seen so far
+            self.sampler.plan_until(ahead)
 
     def _difficulty_percentiles(self, indices: np.ndarray) -> np.ndarray | None:
         if self._percentile is not None:
             return self._percentile[indices]
-        # No difficulty given: where the drawn examples' stored losses, as they were when drawn
-        # (before the step updated them), sit among the table's observed losses now.
+        # No difficulty given: where the drawn examples' stored losses, as they were before their
+        # steps were committed, sit among the table's observed losses now.
         values = np.concatenate(self._drawn_losses) if self._drawn_losses else np.empty(0)
         self._drawn_losses = []
         values = values[np.isfinite(values)]
@@ -737,7 +776,7 @@ def _score_difficulty(model: Any, dataset: Any, *, collate_fn: Any, args: Any) -
     path = score_cache_path(model, dataset, os.path.join(args.output_dir, _CACHE_DIR))
     cached = read_score_cache(path, len(dataset))
     if _all_ranks_agree(cached is not None, world):
-        return cached
+        return cached.astype(np.float64)
     shard = list(range(rank, len(dataset), world))
     scores = score_examples(
         model,
@@ -756,7 +795,7 @@ def _score_difficulty(model: Any, dataset: Any, *, collate_fn: Any, args: Any) -
         scores = full
     if rank == 0:
         write_score_cache(path, scores)
-    return scores
+    return scores.astype(np.float64)  # the sampler then references it rather than copying
 
 
 def _all_ranks_agree(flag: bool, world: int) -> bool:
@@ -843,6 +882,12 @@ def _verify_row(dataset: Any, index: int, tokens: torch.Tensor, *, micro: int) -
             "Something reorders or replaces the Trainer's batches (a custom sampler or data "
             "loader, a collator that reorders rows); please report it with your Trainer setup."
         )
+
+
+def _lossless_float32(values: np.ndarray) -> np.ndarray:
+    """``values`` as float32 when that loses nothing (loss scores, lengths), else unchanged."""
+    single = np.asarray(values).astype(np.float32)
+    return single if np.array_equal(single, values) else np.asarray(values)
 
 
 def _save_state(

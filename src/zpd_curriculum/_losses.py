@@ -126,7 +126,7 @@ def per_token_losses(
                 f"{(batch, seq_len)}. The logits must cover every labelled position: do not pass "
                 "`logits_to_keep` to a forward whose per-example losses you observe."
             )
-        target = F.pad(labels, (0, 1), value=ignore_index)[..., 1:]
+        target = F.pad(labels[..., 1:], (0, 1), value=ignore_index)  # contiguous
     else:
         if tuple(shift_labels.shape) != (batch, seq_len):
             raise ValueError(
@@ -139,25 +139,37 @@ def per_token_losses(
     elif chunk_size < 1:
         raise ValueError(f"`chunk_size` must be a positive number of tokens, got {chunk_size}.")
 
-    with torch.no_grad():
+    # Nothing below builds an autograd graph: the logits are detached (cheaper than a no_grad
+    # context, which matters when this runs in a forward hook at every training step).
+    logits = logits.detach()
+    if target.device != logits.device or target.dtype != torch.long:
         target = target.to(device=logits.device, dtype=torch.long)
-        mask = target != ignore_index
-        nll = torch.zeros(batch, seq_len, dtype=torch.float32, device=logits.device)
-        if logits.stride(0) == seq_len * logits.stride(1):
-            # (batch, seq_len) flattens without a copy: chunks may span rows.
-            blocks = [(logits.view(batch * seq_len, vocab), target.reshape(-1), nll.view(-1))]
-        else:
-            # e.g. a slice along seq_len of bigger logits: chunk each row separately.
-            blocks = [(logits[row], target[row], nll[row]) for row in range(batch)]
-        for block_logits, block_target, block_out in blocks:
-            for start in range(0, block_logits.shape[0], chunk_size):
-                stop = start + chunk_size
-                block_out[start:stop] = F.cross_entropy(
-                    block_logits[start:stop].float(),
-                    block_target[start:stop],
-                    ignore_index=ignore_index,
-                    reduction="none",
-                )
+    mask = target != ignore_index
+    flat = logits.stride(0) == seq_len * logits.stride(1)
+    if flat and batch * seq_len <= chunk_size:  # one chunk: a training step's usual case
+        nll = F.cross_entropy(
+            logits.view(batch * seq_len, vocab).float(),
+            target.reshape(-1),
+            ignore_index=ignore_index,
+            reduction="none",
+        )
+        return nll.view(batch, seq_len), mask
+    nll = torch.zeros(batch, seq_len, dtype=torch.float32, device=logits.device)
+    if flat:
+        # (batch, seq_len) flattens without a copy: chunks may span rows.
+        blocks = [(logits.view(batch * seq_len, vocab), target.reshape(-1), nll.view(-1))]
+    else:
+        # e.g. a slice along seq_len of bigger logits: chunk each row separately.
+        blocks = [(logits[row], target[row], nll[row]) for row in range(batch)]
+    for block_logits, block_target, block_out in blocks:
+        for start in range(0, block_logits.shape[0], chunk_size):
+            stop = start + chunk_size
+            block_out[start:stop] = F.cross_entropy(
+                block_logits[start:stop].float(),
+                block_target[start:stop],
+                ignore_index=ignore_index,
+                reduction="none",
+            )
     return nll, mask
 
 

@@ -62,6 +62,11 @@ def _num_examples(data_source: Sized | int) -> int:
     return n
 
 
+def _index_dtype(n: int) -> type[np.integer]:
+    """The narrowest of int32 and int64 that holds every index of ``n`` examples."""
+    return np.int32 if n <= 2**31 - 1 else np.int64
+
+
 def _check_difficulty(difficulty: npt.ArrayLike, n: int, *, name: str = "difficulty") -> np.ndarray:
     values = np.asarray(difficulty, dtype=np.float64)
     if values.ndim != 1 or values.shape[0] != n:
@@ -232,18 +237,20 @@ class CurriculumSampler(Sampler[int]):
         """
         rank = self.rank if rank is None else rank
         j = np.arange(max(start, 0), min(stop, self._per_rank), dtype=np.int64)
+        if not j.size:
+            return j
         pos = (rank + j * self.num_replicas) % self.num_samples
-        block, offset = np.divmod(pos, self.refresh_every)
-        if block.size and block.max() >= len(self._blocks):
+        first, last = int(pos.min()) // self.refresh_every, int(pos.max()) // self.refresh_every
+        if last >= len(self._blocks):
             raise RuntimeError(
                 f"Positions [{start}, {stop}) of epoch {self._epoch} were never planned: the "
                 "sampler did not yield them in this epoch."
             )
-        out = np.empty(j.size, dtype=np.int64)
-        for b in np.unique(block):
-            sel = block == b
-            out[sel] = self._blocks[b][offset[sel]]
-        return out
+        # every block but an epoch's last is full, so consecutive blocks concatenate into the
+        # stream (usually a step lies inside one block and nothing is copied)
+        blocks = self._blocks[first : last + 1]
+        span = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        return span[pos - first * self.refresh_every].astype(np.int64)
 
     def _block(self, block: int) -> np.ndarray:
         if block >= len(self._blocks) and self.strict_planning:
@@ -263,7 +270,7 @@ class CurriculumSampler(Sampler[int]):
         start = block * self.refresh_every
         length = min(self.refresh_every, self.num_samples - start)
         plan = self._plan_block(block, start, length)
-        self._blocks.append(plan.astype(np.int64 if self.num_examples > 2**31 - 1 else np.int32))
+        self._blocks.append(plan.astype(_index_dtype(self.num_examples)))
 
     def _plan_block(self, block: int, start: int, length: int) -> np.ndarray:
         raise NotImplementedError
@@ -418,7 +425,7 @@ class RandomSampler(CurriculumSampler):
     def _permutation(self, cycle: int) -> np.ndarray:
         if self._cycle is None or self._cycle[0] != cycle:
             perm = _rng(self.seed, _TAG_ORDER, self._epoch, cycle).permutation(self.num_examples)
-            self._cycle = (cycle, perm)
+            self._cycle = (cycle, perm.astype(_index_dtype(self.num_examples)))
         return self._cycle[1]
 
     def _on_new_epoch(self) -> None:
@@ -501,6 +508,7 @@ class EasyToHardSampler(CurriculumSampler):
             rank=rank,
             drop_last=drop_last,
         )
+        #: The difficulty as float64: the caller's array itself when it already is one.
         self.difficulty = _check_difficulty(difficulty, self.num_examples)
         self.pacing = pacing
         self._pacing_fn = resolve_pacing(
@@ -510,8 +518,10 @@ class EasyToHardSampler(CurriculumSampler):
             "total_samples", self.num_samples if total_samples is None else total_samples
         )
         ties = _rng(self.seed, _TAG_TIES).permutation(self.num_examples)
-        #: Dataset indices from easiest to hardest.
-        self.order = ties[np.argsort(self.difficulty[ties], kind="stable")]
+        #: Dataset indices from easiest to hardest (int32 below 2**31 examples).
+        self.order = ties[np.argsort(self.difficulty[ties], kind="stable")].astype(
+            _index_dtype(self.num_examples)
+        )
         self._used = np.zeros(self.num_examples, dtype=bool)  # by difficulty rank
 
     def competence_at(self, position: int) -> float:
@@ -575,8 +585,6 @@ class HardToEasySampler(EasyToHardSampler):
     def __init__(
         self, data_source: Sized | int, *, difficulty: npt.ArrayLike, **kwargs: Any
     ) -> None:
-        n = _num_examples(data_source)
-        super().__init__(
-            data_source, difficulty=-_check_difficulty(difficulty, n), **kwargs
-        )
-        self.difficulty = -self.difficulty  # report difficulty as given (higher = harder)
+        given = _check_difficulty(difficulty, _num_examples(data_source))
+        super().__init__(data_source, difficulty=-given, **kwargs)
+        self.difficulty = given  # as given (higher = harder), not a copy of a float64 array

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -139,19 +139,35 @@ class ZPDAdaptiveSampler(CurriculumSampler):
         self._num_nonfinite = 0
 
     # ------------------------------------------------------------- the loss table
-    def update(self, indices: npt.ArrayLike, losses: npt.ArrayLike) -> None:
-        """Record one step's observed per-example losses.
+    def update(
+        self,
+        indices: npt.ArrayLike,
+        losses: npt.ArrayLike,
+        *,
+        step_sizes: Sequence[int] | None = None,
+    ) -> None:
+        """Record observed per-example losses: one training step, or several in order.
 
-        Each call is one step: it moves the competence and stamps the examples with the step.
-        Non-finite losses are skipped and counted (:attr:`num_nonfinite`), never stored. An index
-        that appears several times is applied in order.
+        Each step moves the competence and stamps its examples with the step. Non-finite losses
+        are skipped and counted (:attr:`num_nonfinite`), never stored. An index that appears
+        several times is applied in order. Several steps in one call (``step_sizes``) leave the
+        sampler exactly as one call per step would, at a fraction of the cost.
 
         Args:
             indices: Dataset indices, shape ``(k,)``.
             losses: Token-mean loss of each, shape ``(k,)``.
+            step_sizes: How many of the rows each consecutive step holds (they sum to ``k``);
+                ``None`` means the rows are one step.
 
         Raises:
-            ValueError: If the shapes differ or an index is outside ``[0, N)``.
+            ValueError: If the shapes differ, an index is outside ``[0, N)``, or the step sizes
+                are negative or do not add up to ``k``.
+
+        Examples:
+            >>> sampler = ZPDAdaptiveSampler(4, seed=0)
+            >>> sampler.update([0, 1, 2], [1.0, 3.0, 2.0], step_sizes=[2, 1])
+            >>> sampler.num_updates, sampler.last_observed.tolist()
+            (2, [0, 0, 1, -1])
         """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         loss = np.asarray(losses, dtype=np.float64).reshape(-1)
@@ -165,30 +181,45 @@ class ZPDAdaptiveSampler(CurriculumSampler):
                 f"`indices` must be in [0, {self.num_examples}); got values from {idx.min()} "
                 f"to {idx.max()}. Indices refer to positions in the sampler's dataset."
             )
+        sizes = [idx.size] if step_sizes is None else [int(k) for k in step_sizes]
+        if min(sizes, default=0) < 0 or sum(sizes) != idx.size:
+            raise ValueError(
+                f"`step_sizes` must be non-negative and add up to the {idx.size} rows, got "
+                f"{list(step_sizes)}."
+            )
         # non-finite losses, and finite ones that round beyond float32's range, are skipped
         finite = np.abs(loss) < _FLOAT32_LIMIT
         kept = int(np.count_nonzero(finite))
         self._num_nonfinite += idx.size - kept
         if kept < idx.size:
-            idx, loss = idx[finite], loss[finite]
+            loss = np.where(finite, loss, np.nan)  # nothing to overflow in the cast below
         loss = loss.astype(np.float32)
-        if kept:
-            mean = float(np.add.reduce(loss, dtype=np.float64)) / kept  # == loss.mean(float64)
-            c = self._competence
-            m = self.competence_momentum
-            self._competence = mean if math.isnan(c) else m * c + (1.0 - m) * mean
-        step = self._num_updates
-        self._append_history(self._competence)
+        first_step = self._num_updates
+        start = 0
+        for size in sizes:  # the competence moves step by step
+            step = loss[start : start + size]
+            if kept < idx.size:
+                step = step[finite[start : start + size]]
+            if step.size:
+                mean = float(np.add.reduce(step, dtype=np.float64)) / step.size
+                c, m = self._competence, self.competence_momentum
+                self._competence = mean if math.isnan(c) else m * c + (1.0 - m) * mean
+            self._append_history(self._competence)
+            start += size
+        steps = np.repeat(np.arange(first_step, self._num_updates, dtype=np.int32), sizes)
+        if kept < idx.size:
+            idx, loss, steps = idx[finite], loss[finite], steps[finite]
         if not idx.size:
             return
         beta = np.float32(self.loss_momentum)
-        for i, v in _occurrence_rounds(idx, loss):
+        for rows in _occurrence_rounds(idx):
+            i, v = idx[rows], loss[rows]
             old = self._ema[i]
             unseen = np.isnan(old)  # exactly the rows never observed (count 0)
             self._ema[i] = np.where(unseen, v, beta * old + (1 - beta) * v)
             self._num_observed += int(np.count_nonzero(unseen))
             self._count[i] = np.minimum(self._count[i], _COUNT_MAX - 1) + 1  # saturates
-            self._last[i] = step
+            self._last[i] = steps[rows]
 
     def _append_history(self, competence: float) -> None:
         if self._num_updates == self._history.size:  # grow geometrically: amortised O(1)
@@ -431,27 +462,25 @@ class ZPDAdaptiveSampler(CurriculumSampler):
         self._num_nonfinite = int(state["num_nonfinite"])
 
 
-def _occurrence_rounds(
-    indices: np.ndarray, values: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Split an update into rounds without repeated indices: round k holds k-th occurrences.
+def _occurrence_rounds(indices: np.ndarray) -> list[Any]:
+    """Split rows into rounds without repeated indices: round k holds the k-th occurrences.
 
-    Applying the rounds in order applies repeated indices in order. Without repeats (the usual
-    step) there is one round; a small step is checked with a set, cheaper than a sort.
+    Each round selects rows (a slice or an array of row numbers, in row order). Applying the
+    rounds in order applies repeated indices in order. Without repeats (the usual update) there
+    is one round; a small update is checked with a set, cheaper than a sort.
     """
     if indices.size <= 1024:
         if len(set(indices.tolist())) == indices.size:
-            return [(indices, values)]
+            return [slice(None)]
         order = np.argsort(indices, kind="stable")
         sorted_idx = indices[order]
     else:
         order = np.argsort(indices, kind="stable")
         sorted_idx = indices[order]
         if not (sorted_idx[1:] == sorted_idx[:-1]).any():
-            return [(sorted_idx, values[order])]  # sorted rows are cache-friendly
+            return [order]  # sorted rows are cache-friendly
     first = np.r_[True, sorted_idx[1:] != sorted_idx[:-1]]
     group_start = np.maximum.accumulate(np.where(first, np.arange(indices.size), 0))
     occurrence = np.empty(indices.size, dtype=np.int64)
     occurrence[order] = np.arange(indices.size) - group_start
-    rounds = [occurrence == k for k in range(int(occurrence.max()) + 1)]
-    return [(indices[sel], values[sel]) for sel in rounds]
+    return [np.flatnonzero(occurrence == k) for k in range(int(occurrence.max()) + 1)]

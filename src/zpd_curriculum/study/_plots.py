@@ -4,7 +4,7 @@ Each function takes the run records of ``results.json`` (see
 :func:`~zpd_curriculum.study._runner.run_one`), draws on matplotlib's Agg canvas (the global
 pyplot backend is left alone), writes a PNG and returns its path, or ``None`` when the runs hold
 nothing to draw. Values are averaged over seeds per condition; bands are ± one standard deviation
-over seeds.
+over seeds, clipped to the range of the seeds' values.
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ def _band(ax: Any, steps: np.ndarray, values: np.ndarray, color: str, label: str
     mean = values.mean(axis=0)
     ax.plot(steps, mean, color=color, label=label, linewidth=1.6)
     if values.shape[0] > 1:
-        sd = values.std(axis=0, ddof=1)
-        ax.fill_between(steps, mean - sd, mean + sd, color=color, alpha=0.15, linewidth=0)
+        sd = values.std(axis=0, ddof=1)  # the band stays within the values seen
+        low = np.maximum(mean - sd, values.min(axis=0))
+        high = np.minimum(mean + sd, values.max(axis=0))
+        ax.fill_between(steps, low, high, color=color, alpha=0.15, linewidth=0)
 
 
 def _save(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:

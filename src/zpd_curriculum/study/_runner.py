@@ -1250,8 +1250,8 @@ def _answer(analysis: Any, models: Sequence[str], metrics: Sequence[str]) -> lis
             else:
                 lines.append(
                     f"- {model}, {metric}: **no detectable effect** of {zpd} vs {control} "
-                    f"({numbers}); with n = {c.n_treatment} seeds this cannot tell a small effect "
-                    "from none."
+                    f"({numbers}): the interval includes zero, so these {c.n_treatment} seeds "
+                    "cannot tell this effect from none."
                 )
     return lines
 
