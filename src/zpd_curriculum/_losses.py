@@ -141,14 +141,16 @@ def per_token_losses(
 
     # Nothing below builds an autograd graph: the logits are detached (cheaper than a no_grad
     # context, which matters when this runs in a forward hook at every training step).
-    logits = logits.detach()
+    if logits.requires_grad:
+        logits = logits.detach()
     if target.device != logits.device or target.dtype != torch.long:
         target = target.to(device=logits.device, dtype=torch.long)
     mask = target != ignore_index
     flat = logits.stride(0) == seq_len * logits.stride(1)
     if flat and batch * seq_len <= chunk_size:  # one chunk: a training step's usual case
+        flat_logits = logits.view(batch * seq_len, vocab)
         nll = F.cross_entropy(
-            logits.view(batch * seq_len, vocab).float(),
+            flat_logits if flat_logits.dtype == torch.float32 else flat_logits.float(),
             target.reshape(-1),
             ignore_index=ignore_index,
             reduction="none",
