@@ -430,11 +430,11 @@ def table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             )
     context = "; ".join(
         f"hidden {r['hidden']}: {r['n']:,} examples, {r['steps']} optimizer steps, "
-        f"{r['step_ms_without_callback']:.1f} ms/step without a callback"
+        f"{r['step_ms_without_callback']:.1f} ms/step without a callback, "
+        f"{len(r['runs'][CONTROL]) // 2} rounds"  # two pairs a round
         for r in results.values()
     )
     first = next(iter(results.values()))
-    rounds = len(first["runs"][CONTROL])
     held = {
         name: s["callback_bytes_per_example"]
         for name, s in first["summary"].items()
@@ -447,8 +447,8 @@ def table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     text = [
         "`trainer.train()` of a two-layer Llama on examples of 8–12 tokens, every batch padded "
         "to 12 (so that the order does not change the work), batch "
-        f"{first['batch_size']}, one epoch, CPU, one torch thread ({context}); {rounds} "
-        "rounds, each running every configuration once, in a fresh random order, on a fresh "
+        f"{first['batch_size']}, one epoch, CPU, one torch thread ({context}); "
+        "each round runs every configuration once, in a fresh random order, on a fresh "
         "model, at the same time as a run without a callback: the two start together, one on "
         "each core, so load from other processes hits both; each pair runs twice, the cores "
         "swapping sides (one core can be steadily faster than the other). A round's ratio is "

@@ -34,27 +34,36 @@ TITLES = {
 }
 
 
-def run_section(name: str, *, quick: bool) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
-    """Run one section; return its JSON, its markdown and its targets."""
-    log = _log
+def run_section(name: str, *, quick: bool) -> dict[str, Any]:
+    """Run one section and return its JSON."""
     if name == "samplers":
         from benchmarks import bench_samplers
 
-        result = bench_samplers.run(quick=quick, log=log)
-        text, targets = bench_samplers.table(result["blocks"], result["state"])
-    elif name == "trainer":
+        return bench_samplers.run(quick=quick, log=_log)
+    if name == "trainer":
         from benchmarks import bench_trainer
 
-        result = bench_trainer.run(quick=quick, log=log)
-        text, targets = bench_trainer.table(result)
-    elif name == "scoring":
+        return bench_trainer.run(quick=quick, log=_log)
+    if name == "scoring":
         from benchmarks import bench_scoring
 
-        result = bench_scoring.run(quick=quick, log=log)
-        text, targets = bench_scoring.table(result)
-    else:  # pragma: no cover - argparse restricts the choices
-        raise ValueError(name)
-    return result, text, targets
+        return bench_scoring.run(quick=quick, log=_log)
+    raise ValueError(name)  # pragma: no cover - argparse restricts the choices
+
+
+def section_table(name: str, result: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The markdown of one section's results, and its targets."""
+    if name == "samplers":
+        from benchmarks import bench_samplers
+
+        return bench_samplers.table(result["blocks"], result["state"])
+    if name == "trainer":
+        from benchmarks import bench_trainer
+
+        return bench_trainer.table(result)
+    from benchmarks import bench_scoring
+
+    return bench_scoring.table(result)
 
 
 def render(
@@ -85,7 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="where to write the JSON results")
     parser.add_argument("--markdown", type=Path, help="where to write the markdown table")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="render the table of a results file written earlier instead of running anything",
+    )
     args = parser.parse_args(argv)
+    if args.from_json is not None:
+        return _render_saved(args.from_json, args.markdown)
     sections = [s for s in SECTIONS if s in (args.only or SECTIONS)]
     complete = not args.quick and len(sections) == len(SECTIONS)
     json_path = args.json or ROOT / "benchmarks" / (
@@ -100,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for name in sections:
         _log(f"{TITLES[name]} ...")
-        result, text, section_targets = run_section(name, quick=args.quick)
-        results[name], texts[name] = result, text
+        results[name] = run_section(name, quick=args.quick)
+        texts[name], section_targets = section_table(name, results[name])
         targets += section_targets
     markdown = render(machine, texts, targets, quick=args.quick)
     print(markdown)
@@ -117,6 +133,22 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"wrote {json_path}")
     if markdown_path is not None:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(markdown, encoding="utf-8")
+        _log(f"wrote {markdown_path}")
+    return 0
+
+
+def _render_saved(json_path: Path, markdown_path: Path | None) -> int:
+    """Print (and write) the markdown of a results file, as the run that wrote it did."""
+    payload = json.loads(json_path.read_text(encoding="utf-8"))
+    texts, targets = {}, []
+    for name in SECTIONS:
+        if name in payload["results"]:
+            texts[name], section_targets = section_table(name, payload["results"][name])
+            targets += section_targets
+    markdown = render(payload["machine"], texts, targets, quick=payload["quick"])
+    print(markdown)
+    if markdown_path is not None:
         markdown_path.write_text(markdown, encoding="utf-8")
         _log(f"wrote {markdown_path}")
     return 0

@@ -111,6 +111,16 @@ def test_callbacks_add_no_training_forward_and_log_their_cost():
     assert "_trained" in zpd["callback_bytes_per_example"]
 
 
+def test_the_docs_table_is_the_rendering_of_the_committed_results(tmp_path, capsys):
+    out = tmp_path / "table.md"
+    assert run.main(["--from-json", str(ROOT / "benchmarks" / "results.json"), "--markdown",
+                     str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert out.read_text(encoding="utf-8") == (ROOT / "docs" / "_benchmarks_table.md").read_text(
+        encoding="utf-8"
+    )
+
+
 def test_paired_ratios_cancel_a_faster_core():
     # the callback costs 5%; core 0 runs 10% faster than core 1, and each side runs on each core
     base = [{"wall_s": 1.0}, {"wall_s": 0.9}] * 2
