@@ -208,7 +208,6 @@ def train_once(
     return {
         "wall_s": wall,
         "clipped_steps_s": clipped_step_seconds(clock.ends),
-        "median_step_s": float(np.median(np.diff(clock.ends))) if len(clock.ends) > 1 else None,
         "cpu_s": cpu,
         "steps": steps,
         "forwards": counter.count,
@@ -261,14 +260,15 @@ class _Pairs:
     """Runs two trainings at once, one per core, so that load from other processes hits both.
 
     On a shared machine the speed changes from second to second; runs of a pair overlap in time,
-    so their ratio cancels most of that, where runs one after the other do not. The cores swap
-    roles from one pair to the next. With fewer than two cores the pair runs one after the other.
+    so their ratio cancels most of that, where runs one after the other do not. With fewer than
+    two cores the pair runs one after the other.
     """
 
     def __init__(self) -> None:
         cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         self.cores = cores[:2]
         self.workers: list[tuple[Any, Any]] = []
+        self.datasets: dict[int, Any] = {}  # without workers: built once per size, here
         if len(self.cores) < 2:
             return
         context = multiprocessing.get_context("spawn")
@@ -283,8 +283,9 @@ class _Pairs:
 
     def run(self, names: tuple[str, str], **job: Any) -> list[dict[str, Any]]:
         if not self.workers:
-            dataset = index_dataset(job["n"])
-            return [train_once(name, dataset=dataset, **job) for name in names]
+            if job["n"] not in self.datasets:
+                self.datasets[job["n"]] = index_dataset(job["n"])
+            return [train_once(name, dataset=self.datasets[job["n"]], **job) for name in names]
         for (conn, _), name in zip(self.workers, names, strict=True):
             conn.send((name, job["hidden"], job["n"], job["batch_size"]))
         return [conn.recv() for conn, _ in self.workers]

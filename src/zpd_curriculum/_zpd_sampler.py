@@ -465,8 +465,8 @@ class ZPDAdaptiveSampler(CurriculumSampler):
 def _occurrence_rounds(indices: np.ndarray) -> list[Any]:
     """Split rows into rounds without repeated indices: round k holds the k-th occurrences.
 
-    Each round selects rows (a slice or an array of row numbers, in row order). Applying the
-    rounds in order applies repeated indices in order. Without repeats (the usual update) there
+    Each round selects rows (a slice or an array of row numbers). Applying the rounds in order
+    applies repeated indices in order. Without repeats (the usual update) there
     is one round; a small update is checked with a set, cheaper than a sort.
     """
     if indices.size <= 1024:
